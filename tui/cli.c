@@ -1,23 +1,44 @@
 /*
-** tui/cli.c — command-line front end: parses the subcommand and hands off.
+** tui/cli.c — command-line front end: finds the subcommand in a table and
+** hands it the rest of argv.  Each subcommand lives in its own tui/cmd_*.c.
 */
 #include "tui/tui.h"
+#include "tui/cmds.h"
 
 #include <stdio.h>
 #include <string.h>
 
+typedef struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} Cmd;
+
+static const Cmd cmds[] = {
+    /* entries are added as the subcommands land */
+    { NULL, NULL, NULL },
+};
+
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: moescope COMMAND [options]\n"
-               "commands: info run stats contrast diff eval ppl export import synth tui\n");
+    fprintf(f, "usage: moescope COMMAND [options]   (moescope COMMAND --help)\n\n");
+    for (const Cmd *c = cmds; c->name; c++)
+        fprintf(f, "  %-9s %s\n", c->name, c->help);
 }
 
 int tui_main(int argc, char **argv)
 {
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
     }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (const Cmd *c = cmds; c->name; c++)
+        if (!strcmp(c->name, argv[1]))
+            return c->fn(argc - 1, argv + 1);
     fprintf(stderr, "moescope: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
