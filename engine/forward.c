@@ -155,13 +155,24 @@ static void matmul(EngCtx *c, const Mat *W, const float *X, int n, int ldx, floa
         eng_pool_run(c->pool, mm_task, &j);
 }
 
-/* RoPE on one head vector of hd values, rotating the first n_rot dims. */
-static void rope(float *v, int n_rot, int pos, float base, int neox)
+/* RoPE on one head vector, rotating the first n_rot dims: adjacent pairs
+** (normal) or the two halves (NEOX); YaRN as ggml's rope_yarn(). */
+static void rope(const EngModel *m, float *v, int n_rot, int pos, int neox)
 {
     int half = n_rot / 2;
+    float fs = m->rope_freq_scale, ext = m->rope_ext_factor;
     for (int i = 0; i < half; i++) {
-        float theta = (float)pos * powf(base, -2.0f * (float)i / (float)n_rot);
-        float cs = cosf(theta), sn = sinf(theta);
+        float theta_extrap = (float)pos * m->inv_freq[i];
+        float theta = fs * theta_extrap;
+        float mscale = m->rope_attn_factor;
+        if (ext != 0.0f) {
+            float lo = m->yarn_corr[0], hi = m->yarn_corr[1];
+            float y = ((float)i - lo) / (hi - lo > 0.001f ? hi - lo : 0.001f);
+            float ramp = (1.0f - (y < 0 ? 0 : y > 1 ? 1 : y)) * ext;
+            theta = theta * (1 - ramp) + theta_extrap * ramp;
+            mscale *= 1.0f + 0.1f * logf(1.0f / fs);
+        }
+        float cs = cosf(theta) * mscale, sn = sinf(theta) * mscale;
         int a = neox ? i : 2 * i;
         int b = neox ? i + half : 2 * i + 1;
         float x0 = v[a], x1 = v[b];
@@ -268,9 +279,9 @@ static void qkv_standard(EngCtx *c, const Layer *ly, int il, int B, int pos0)
         }
         int p = pos0 + t;
         for (int h = 0; h < H; h++)
-            rope(q + h * hk, I->n_rot, p, I->rope_base, m->rope_neox);
+            rope(m, q + h * hk, I->n_rot, p, m->rope_neox);
         for (int h = 0; h < Hkv; h++)
-            rope(k + h * hk, I->n_rot, p, I->rope_base, m->rope_neox);
+            rope(m, k + h * hk, I->n_rot, p, m->rope_neox);
         float *kd = c->kc + ((size_t)il * (size_t)c->n_ctx + (size_t)p) * (size_t)c->kv_k;
         float *vd = c->vc + ((size_t)il * (size_t)c->n_ctx + (size_t)p) * (size_t)c->kv_v;
         memcpy(kd, k, (size_t)c->kv_k * sizeof(float));
@@ -300,18 +311,44 @@ static void qkv_mla(EngCtx *c, const Layer *ly, int il, int B, int pos0)
         float *a = c->t1 + (size_t)t * (size_t)c->tmp_w;
         rmsnorm(a, a, &ly->kv_a_norm, kvl, I->norm_eps);
     }
-    matmul(c, &ly->wkv_b, c->t1, B, c->tmp_w, c->t2, c->tmp_w);  /* per head [k_nope | v] */
+    if (ly->wkv_b.data) {
+        matmul(c, &ly->wkv_b, c->t1, B, c->tmp_w, c->t2, c->tmp_w);  /* per head [k_nope | v] */
+    } else {
+        /* split form: v_h = Wv_h kv_c; k_nope_h = Wk_h^T kv_c (Wk_h rows are
+        ** kv_lora rows of qk_nope values) */
+        float *row = c->dq;
+        for (int t = 0; t < B; t++) {
+            const float *kvc = c->t1 + (size_t)t * (size_t)c->tmp_w;
+            float *dst = c->t2 + (size_t)t * (size_t)c->tmp_w;
+            for (int h = 0; h < H; h++) {
+                float *kn = dst + (size_t)h * (size_t)(nope + hv);
+                memset(kn, 0, (size_t)nope * sizeof(float));
+                for (int r = 0; r < kvl; r++) {
+                    const uint8_t *src = ly->wk_b.data +
+                        ((uint64_t)h * (uint64_t)kvl + (uint64_t)r) * ly->wk_b.row_bytes;
+                    eng_dequant(ly->wk_b.type, src, row, nope);
+                    for (int i = 0; i < nope; i++)
+                        kn[i] += kvc[r] * row[i];
+                }
+                for (int i = 0; i < hv; i++) {
+                    const uint8_t *src = ly->wv_b.data +
+                        ((uint64_t)h * (uint64_t)hv + (uint64_t)i) * ly->wv_b.row_bytes;
+                    kn[nope + i] = eng_qdot(ly->wv_b.type, src, kvc, kvl);
+                }
+            }
+        }
+    }
     for (int t = 0; t < B; t++) {
         int p = pos0 + t;
         float *q = c->q + (size_t)t * (size_t)(H * hk);
         float *a = c->t1 + (size_t)t * (size_t)c->tmp_w;
         float *kv = c->t2 + (size_t)t * (size_t)c->tmp_w;
         float *kpe = a + kvl;
-        rope(kpe, rp, p, I->rope_base, m->rope_neox);
+        rope(m, kpe, rp, p, m->rope_neox);
         float *kd = c->kc + ((size_t)il * (size_t)c->n_ctx + (size_t)p) * (size_t)c->kv_k;
         float *vd = c->vc + ((size_t)il * (size_t)c->n_ctx + (size_t)p) * (size_t)c->kv_v;
         for (int h = 0; h < H; h++) {
-            rope(q + h * hk + nope, rp, p, I->rope_base, m->rope_neox);
+            rope(m, q + h * hk + nope, rp, p, m->rope_neox);
             const float *src = kv + (size_t)h * (size_t)(nope + hv);
             memcpy(kd + h * hk, src, (size_t)nope * sizeof(float));
             memcpy(kd + h * hk + nope, kpe, (size_t)rp * sizeof(float));
@@ -478,6 +515,8 @@ static int ctx_alloc(EngCtx *c)
         dqw = I->n_head * I->head_dim_v;
     if (c->tmp_w > dqw)
         dqw = c->tmp_w;
+    if (m->qk_nope > dqw)
+        dqw = m->qk_nope;
     c->dq_w = dqw;
 #define A(p, n) (((p) = calloc(nz(n), sizeof *(p))) == NULL)
     if (A(c->kc, kvsz * (size_t)c->kv_k) || A(c->vc, kvsz * (size_t)c->kv_v) ||

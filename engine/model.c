@@ -259,6 +259,80 @@ static int get_expert_bias(Ld *L, int il, const char *kind, int64_t n, Mat *mats
 
 /* ---- hyperparameters --------------------------------------------------- */
 
+/* RoPE frequency scaling as llama.cpp applies it (ggml_rope_ext): none,
+** linear (positions divided by the factor) or YaRN (per-dimension mix of
+** interpolation and extrapolation, beta_fast 32 / beta_slow 1, magnitude
+** scale 1 + 0.1 ln(factor)).  DeepSeek-2 moves YaRN's magnitude scale into
+** the attention scale, with its yarn_log_multiplier. */
+static int load_rope_scaling(Ld *L)
+{
+    EngModel *m = L->m;
+    EngInfo *I = &m->info;
+    char key[160];
+    GgufStr st = { "none", 4 };
+    float factor = 0.0f, lin = 0.0f, log_mul = 0.0f;
+    int n_orig = 0;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", L->arch);
+    int r = gguf_get_str(m->g, key, &st);
+    if (r < 0) {
+        seterr(L->err, ENG_E_MODEL, "%s: key '%s' is not a string", L->path, key);
+        return -1;
+    }
+    if (key_float(L, "rope.scaling.factor", 0.0, &factor) < 0 ||
+        key_float(L, "rope.scale_linear", 0.0, &lin) < 0 ||
+        key_float(L, "rope.scaling.yarn_log_multiplier", 0.0, &log_mul) < 0 ||
+        key_int(L, "rope.scaling.original_context_length", 0, 1, 1 << 24, I->n_ctx_train, &n_orig) < 0)
+        return -1;
+    if (factor == 0.0f && lin != 0.0f)
+        factor = lin;
+    m->rope_freq_scale = 1.0f;
+    m->rope_ext_factor = 0.0f;
+    m->rope_attn_factor = 1.0f;
+    if (gguf_str_eq(st, "none") || factor == 0.0f || factor == 1.0f) {
+        /* no scaling */
+    } else if (gguf_str_eq(st, "linear")) {
+        m->rope_freq_scale = 1.0f / factor;
+    } else if (gguf_str_eq(st, "yarn")) {
+        if (!(factor > 0.0f)) {
+            seterr(L->err, ENG_E_MODEL, "%s: rope.scaling.factor %g must be > 0", L->path, factor);
+            return -1;
+        }
+        m->rope_freq_scale = 1.0f / factor;
+        m->rope_ext_factor = 1.0f;
+        int nd = I->n_rot;
+        float b = I->rope_base;
+        float lo = floorf((float)nd * logf((float)n_orig / (32.0f * 2.0f * (float)M_PI)) / (2.0f * logf(b)));
+        float hi = ceilf((float)nd * logf((float)n_orig / (1.0f * 2.0f * (float)M_PI)) / (2.0f * logf(b)));
+        m->yarn_corr[0] = lo > 0 ? lo : 0;
+        m->yarn_corr[1] = hi < nd - 1 ? hi : (float)(nd - 1);
+        if (I->arch == ENG_ARCH_DEEPSEEK2) {
+            float ms = 1.0f + log_mul * logf(factor);
+            m->kq_scale *= ms * ms;
+            m->rope_attn_factor = 1.0f / (1.0f + 0.1f * logf(factor));
+        }
+    } else {
+        char nb[64];
+        snprintf(nb, sizeof nb, "%.*s", (int)(st.len < 40 ? st.len : 40), st.ptr);
+        seterr(L->err, ENG_E_UNSUPPORTED,
+               "%s: rope scaling type '%s' is not supported (supported: none, linear, yarn)",
+               L->path, nb);
+        return -1;
+    }
+    m->inv_freq = malloc((size_t)(I->n_rot / 2 + 1) * sizeof(float));
+    if (!m->inv_freq) {
+        seterr(L->err, ENG_E_NOMEM, "%s: out of memory", L->path);
+        return -1;
+    }
+    /* as ggml: theta_scale = base^(-2/n_dims), theta_i = theta_scale^i */
+    float theta_scale = powf(I->rope_base, -2.0f / (float)I->n_rot);
+    float th = 1.0f;
+    for (int i = 0; i < I->n_rot / 2; i++) {
+        m->inv_freq[i] = th;
+        th *= theta_scale;
+    }
+    return 0;
+}
+
 static int load_hparams(Ld *L)
 {
     EngModel *m = L->m;
@@ -390,7 +464,7 @@ static int load_hparams(Ld *L)
         m->kq_scale = m->f_attention_scale;
     else
         m->kq_scale = 1.0f / sqrtf((float)I->head_dim_k);
-    return 0;
+    return load_rope_scaling(L);
 }
 
 /* ---- tensors ----------------------------------------------------------- */
@@ -453,14 +527,22 @@ static int load_tensors(Ld *L)
                 return -1;
             char nm[96];
             snprintf(nm, sizeof nm, "blk.%d.attn_kv_b.weight", il);
-            if (!gguf_tensor(m->g, nm)) {
-                seterr(L->err, ENG_E_UNSUPPORTED,
-                       "%s: layer %d has no attn_kv_b.weight (files with split attn_k_b/attn_v_b "
-                       "are not supported yet; reconvert with attn_kv_b)", L->path, il);
-                return -1;
+            if (gguf_tensor(m->g, nm)) {
+                if (get_l(L, il, "attn_kv_b.weight", 1, kvl, (int64_t)H * (m->qk_nope + hv), &ly->wkv_b) < 0)
+                    return -1;
+            } else {
+                /* newer files split kv_b: attn_k_b (qk_nope, kv_lora, H) and
+                ** attn_v_b (kv_lora, hv, H) */
+                Mat kb, vb;
+                snprintf(nm, sizeof nm, "blk.%d.attn_k_b.weight", il);
+                if (get_t(L, nm, 1, m->qk_nope, kvl, H, &kb, NULL) < 0)
+                    return -1;
+                snprintf(nm, sizeof nm, "blk.%d.attn_v_b.weight", il);
+                if (get_t(L, nm, 1, kvl, hv, H, &vb, NULL) < 0)
+                    return -1;
+                ly->wk_b = kb;
+                ly->wv_b = vb;
             }
-            if (get_l(L, il, "attn_kv_b.weight", 1, kvl, (int64_t)H * (m->qk_nope + hv), &ly->wkv_b) < 0)
-                return -1;
         } else {
             int bias_req = a == ENG_ARCH_GPTOSS;
             if (get_l(L, il, "attn_q.weight", 1, E, (int64_t)H * hk, &ly->wq) < 0 ||
@@ -693,6 +775,7 @@ void eng_model_close(EngModel *m)
     if (!m)
         return;
     eng_tok_free(m->tok);
+    free(m->inv_freq);
     free(m->layers);
     free(m->exp_mats);
     gguf_free(m->g);

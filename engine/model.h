@@ -31,6 +31,7 @@ typedef struct {
     /* MLA (deepseek2) */
     Mat wq_a, q_a_norm, wq_b;   /* q LoRA, or wq when q_lora_rank == 0 */
     Mat wkv_a, kv_a_norm, wkv_b;
+    Mat wk_b, wv_b;             /* split form: (qk_nope x kv_lora) and (kv_lora -> hv) per head */
     /* feed-forward */
     Mat ffn_norm;               /* ffn_norm or post_attention_norm */
     Mat ffn_gate, ffn_up, ffn_down;          /* dense layer */
@@ -57,6 +58,11 @@ struct EngModel {
     float f_embedding_scale, f_residual_scale, f_attention_scale, f_logit_scale;
     int n_swa;                  /* sliding window (0 = none) */
     float kq_scale;
+    /* RoPE: inv_freq[i] = base^(-2i/n_rot); YaRN when ext_factor != 0 */
+    float *inv_freq;            /* n_rot/2 */
+    float rope_freq_scale;      /* 1/factor (1 = no scaling) */
+    float rope_ext_factor, rope_attn_factor;
+    float yarn_corr[2];         /* ramp start/end dims */
     int n_ff_max;               /* largest FFN width of any kind */
 };
 
