@@ -714,7 +714,9 @@ int eng_tok_encode(const EngTok *t, const char *text, size_t len, int add_specia
                 ids.n);
         goto done;
     }
-    memcpy(out, ids.a, (ids.n < (size_t)cap ? ids.n : (size_t)cap) * sizeof *out);
+    size_t ncopy = ids.n < (size_t)cap ? ids.n : (size_t)cap;
+    if (ncopy > 0)
+        memcpy(out, ids.a, ncopy * sizeof *out);
     rc = (int)ids.n;
     goto done;
 oom:
