@@ -1208,16 +1208,14 @@ static int mark_specials(EngTok *t, const Gguf *g, EngErr *err)
     return 0;
 }
 
-static const EngTok *g_sort_tok;    /* only during build_special_cache's qsort */
+typedef struct { size_t len; int32_t id; } LenId;
 
 static int cmp_special(const void *a, const void *b)
 {
-    int x = *(const int32_t *)a, y = *(const int32_t *)b;
-    size_t lx = g_sort_tok->off[x + 1] - g_sort_tok->off[x];
-    size_t ly = g_sort_tok->off[y + 1] - g_sort_tok->off[y];
-    if (lx != ly)
-        return lx > ly ? -1 : 1;
-    return x < y ? -1 : x > y;
+    const LenId *x = a, *y = b;
+    if (x->len != y->len)
+        return x->len > y->len ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
 }
 
 /* The special-token cache: CONTROL, USER_DEFINED and UNKNOWN tokens,
@@ -1229,14 +1227,18 @@ static int build_special_cache(EngTok *t, const Gguf *g)
         if (t->attr[i] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN))
             n++;
     t->special = malloc((n ? (size_t)n : 1) * sizeof *t->special);
-    if (!t->special)
+    LenId *order = malloc((n ? (size_t)n : 1) * sizeof *order);
+    if (!t->special || !order) {
+        free(order);
         return -1;
+    }
     for (int i = 0; i < t->n; i++)
         if (t->attr[i] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN))
-            t->special[t->nspecial++] = i;
-    g_sort_tok = t;
-    qsort(t->special, (size_t)t->nspecial, sizeof *t->special, cmp_special);
-    g_sort_tok = NULL;
+            order[t->nspecial++] = (LenId){ t->off[i + 1] - t->off[i], i };
+    qsort(order, (size_t)t->nspecial, sizeof *order, cmp_special);
+    for (int k = 0; k < t->nspecial; k++)
+        t->special[k] = order[k].id;
+    free(order);
 
     /* phi-3 (by general.name): whitespace after its special tokens is eaten */
     GgufStr name;
