@@ -756,3 +756,10 @@ float eng_qdot_q8act_ref(uint32_t type, const void *row, const void *xq,
     float r;
     return eng_qdot_q8act_at(ENG_QLEVEL_SCALAR, type, row, xq, n, &r) == 0 ? r : NAN;
 }
+
+const EngQKernels *eng_qkernels_merged(EngQLevel lvl)
+{
+    if (!eng_qlevel_supported(lvl))
+        return NULL;
+    return kernels(lvl);
+}

@@ -66,6 +66,12 @@ typedef struct {
 const EngQKernels *eng_qkernels_avx2(void);
 const EngQKernels *eng_qkernels_avx512(void);
 
+/* The complete table of a level as the dispatcher uses it: every weight
+** type has a dot and a dequant entry (scalar where the level has none).
+** NULL if the CPU lacks the level.  For hot loops that call a kernel per
+** row and want to skip the per-call dispatch. */
+const EngQKernels *eng_qkernels_merged(EngQLevel lvl);
+
 /* eng_qdot / eng_dequant / eng_qdot_q8act on an explicit level.  Return 0,
 ** or -1 (nothing written) if the CPU lacks the level, the type is not a
 ** weight type, or n is not a multiple of the type's block size. */
