@@ -114,24 +114,6 @@ float eng_bf16_to_f32(uint16_t h)
     return f32_from_bits((uint32_t)h << 16);
 }
 
-float eng_e8m0_half(uint8_t e)
-{
-    /* 2^(e-128): e = 0, 1 are f32 subnormals */
-    uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
-    return f32_from_bits(bits);
-}
-
-void eng_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
-{
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
 /* ---- scalar dequantization (nb blocks each) ------------------------------ */
 
 static void deq_f32(const void *src, float *y, int64_t nb)
