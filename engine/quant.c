@@ -17,7 +17,8 @@
 **
 ** Dequantization is bit-exact with ggml on every path (products and sums in
 ** the order ggml writes them, no fused multiply-add).  Dot products differ
-** between paths only by the order of float additions.
+** between paths only by float rounding: the order of additions and, in the
+** SIMD paths, fused multiply-adds.
 */
 #include "engine/quant.h"
 
@@ -565,6 +566,21 @@ static void overlay(EngQKernels *k, const EngQKernels *simd)
         k->quant_q8_1 = simd->quant_q8_1;
 }
 
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include <cpuid.h>
+
+/* F16C: CPUID leaf 1, ECX bit 29 (not every compiler's
+** __builtin_cpu_supports knows the name).  Its register state is AVX's,
+** which the avx2 check already requires the OS to enable. */
+static int cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    return (c >> 29) & 1;
+}
+#endif
+
 static void detect_once(void)
 {
     g_supported[ENG_QLEVEL_SCALAR] = 1;
@@ -572,7 +588,7 @@ static void detect_once(void)
     __builtin_cpu_init();
     g_supported[ENG_QLEVEL_AVX2] = eng_qkernels_avx2() != NULL &&
         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c");
+        cpu_has_f16c();
     g_supported[ENG_QLEVEL_AVX512] = eng_qkernels_avx512() != NULL &&
         g_supported[ENG_QLEVEL_AVX2] &&
         __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&

@@ -93,10 +93,13 @@ int eng_q8act_type(uint32_t type);
 
 /* Quantize n floats (n a multiple of 32) to n/32 Q8_0 blocks in dst
 ** (34 bytes each), exactly as llama.cpp's x86 quantize_row_q8_0:
-** d = amax/127, q = round-half-even(x * (127/amax)).  x must be finite. */
+** d = amax/127 (stored as f16), q = round-half-even(x * (127/amax)).
+** Every code path gives identical bytes.  x must be finite; if n is not a
+** multiple of 32 nothing is written (the caller's invariant). */
 void eng_quantize_q8_0_act(const float *x, void *dst, int64_t n);
 
-/* Same to Q8_1 blocks (36 bytes each), also storing s = d * sum(q). */
+/* Same to Q8_1 blocks (36 bytes each), also storing s = d * sum(q) (f16),
+** as llama.cpp's quantize_row_q8_1 (the activations of Q4_1/Q5_1 dots). */
 void eng_quantize_q8_1_act(const float *x, void *dst, int64_t n);
 
 /* Dot product of a weight row of `type` with activations quantized by the

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #define T5 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+#define T5I T5 __attribute__((always_inline))
 
 static inline uint16_t rd16(const uint8_t *p)
 {
@@ -217,12 +218,22 @@ T5 static inline void k_tables(const uint8_t *b, int k, float d, float dmin,
     *m2 = _mm512_set1_ps(dmin * m);
 }
 
-T5 static inline void unpack_q4_k(const uint8_t *b, int k, float d, float dmin, __m512 w[4])
+/* (d1 * code - m1) for codes base .. base+15: exact (as ggml rounds it) for
+** dequantization, one fused multiply-subtract for dot products. */
+T5I static inline __m512 k_table(float base, __m512 d1, __m512 m1, int exact)
+{
+    if (exact)
+        return _mm512_sub_ps(_mm512_mul_ps(iota16(base), d1), m1);
+    return _mm512_fmsub_ps(iota16(base), d1, m1);
+}
+
+T5I static inline void unpack_q4_k(const uint8_t *b, int k, float d, float dmin, int exact,
+                                   __m512 w[4])
 {
     __m512 d1, m1, d2, m2;
     k_tables(b, k, d, dmin, &d1, &m1, &d2, &m2);
-    __m512 t1 = _mm512_sub_ps(_mm512_mul_ps(iota16(0.0f), d1), m1);
-    __m512 t2 = _mm512_sub_ps(_mm512_mul_ps(iota16(0.0f), d2), m2);
+    __m512 t1 = k_table(0.0f, d1, m1, exact);
+    __m512 t2 = k_table(0.0f, d2, m2, exact);
     const uint8_t *q = b + 16 + 32 * k;
     __m512i v0 = ld16u8(q), v1 = ld16u8(q + 16);
     w[0] = _mm512_permutexvar_ps(v0, t1);
@@ -231,30 +242,29 @@ T5 static inline void unpack_q4_k(const uint8_t *b, int k, float d, float dmin, 
     w[3] = _mm512_permutexvar_ps(_mm512_srli_epi32(v1, 4), t2);
 }
 
-T5 static inline void unpack_q5_k(const uint8_t *b, int k, float d, float dmin, __m512 w[4])
+/* Q5_K: the 5-bit codes of the 64 values are built as bytes (low nibble,
+** plus 16 where the qh bit of the sub-block is set), then index 32-entry
+** tables. */
+T5I static inline void unpack_q5_k(const uint8_t *b, int k, float d, float dmin, int exact,
+                                   __m512 w[4])
 {
-    const __m512i c15 = _mm512_set1_epi32(15), c16 = _mm512_set1_epi32(16);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), c16 = _mm256_set1_epi8(16);
     __m512 d1, m1, d2, m2;
     k_tables(b, k, d, dmin, &d1, &m1, &d2, &m2);
-    __m512 t1a = _mm512_sub_ps(_mm512_mul_ps(iota16(0.0f), d1), m1);
-    __m512 t1b = _mm512_sub_ps(_mm512_mul_ps(iota16(16.0f), d1), m1);
-    __m512 t2a = _mm512_sub_ps(_mm512_mul_ps(iota16(0.0f), d2), m2);
-    __m512 t2b = _mm512_sub_ps(_mm512_mul_ps(iota16(16.0f), d2), m2);
+    __m512 t1a = k_table(0.0f, d1, m1, exact), t1b = k_table(16.0f, d1, m1, exact);
+    __m512 t2a = k_table(0.0f, d2, m2, exact), t2b = k_table(16.0f, d2, m2, exact);
     __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16));
     __mmask32 h1 = _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << (2 * k))));
     __mmask32 h2 = _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(2 << (2 * k))));
-    const uint8_t *q = b + 48 + 32 * k;
-    __m512i v0 = ld16u8(q), v1 = ld16u8(q + 16);
-    __m512i l0 = _mm512_and_si512(v0, c15), l1 = _mm512_and_si512(v1, c15);
-    __m512i u0 = _mm512_srli_epi32(v0, 4), u1 = _mm512_srli_epi32(v1, 4);
-    l0 = _mm512_mask_or_epi32(l0, (__mmask16)h1, l0, c16);
-    l1 = _mm512_mask_or_epi32(l1, (__mmask16)(h1 >> 16), l1, c16);
-    u0 = _mm512_mask_or_epi32(u0, (__mmask16)h2, u0, c16);
-    u1 = _mm512_mask_or_epi32(u1, (__mmask16)(h2 >> 16), u1, c16);
-    w[0] = _mm512_permutex2var_ps(t1a, l0, t1b);
-    w[1] = _mm512_permutex2var_ps(t1a, l1, t1b);
-    w[2] = _mm512_permutex2var_ps(t2a, u0, t2b);
-    w[3] = _mm512_permutex2var_ps(t2a, u1, t2b);
+    __m256i v = _mm256_loadu_si256((const __m256i *)(b + 48 + 32 * k));
+    __m256i lo = _mm256_and_si256(v, m4);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    lo = _mm256_mask_add_epi8(lo, h1, lo, c16);
+    hi = _mm256_mask_add_epi8(hi, h2, hi, c16);
+    w[0] = _mm512_permutex2var_ps(t1a, _mm512_cvtepu8_epi32(_mm256_castsi256_si128(lo)), t1b);
+    w[1] = _mm512_permutex2var_ps(t1a, _mm512_cvtepu8_epi32(_mm256_extracti128_si256(lo, 1)), t1b);
+    w[2] = _mm512_permutex2var_ps(t2a, _mm512_cvtepu8_epi32(_mm256_castsi256_si128(hi)), t2b);
+    w[3] = _mm512_permutex2var_ps(t2a, _mm512_cvtepu8_epi32(_mm256_extracti128_si256(hi, 1)), t2b);
 }
 
 /* Q6_K: 128 values (half n of a super-block); w[j] covers values 16j..16j+15
@@ -334,7 +344,7 @@ BLOCK32_KERNELS(dot_mxfp4, deq_mxfp4, 17, unpack_mxfp4)
         for (int64_t i = 0; i < nb; i++, b += (size)) {                             \
             float d = h2f(b), dmin = h2f(b + 2);                                    \
             for (int k = 0; k < 4; k++, x += 64) {                                  \
-                unpack(b, k, d, dmin, w);                                           \
+                unpack(b, k, d, dmin, 0, w);                                        \
                 a0 = _mm512_fmadd_ps(w[0], _mm512_loadu_ps(x), a0);                 \
                 a1 = _mm512_fmadd_ps(w[1], _mm512_loadu_ps(x + 16), a1);            \
                 a2 = _mm512_fmadd_ps(w[2], _mm512_loadu_ps(x + 32), a2);            \
@@ -350,7 +360,7 @@ BLOCK32_KERNELS(dot_mxfp4, deq_mxfp4, 17, unpack_mxfp4)
         for (int64_t i = 0; i < nb; i++, b += (size)) {                             \
             float d = h2f(b), dmin = h2f(b + 2);                                    \
             for (int k = 0; k < 4; k++, y += 64) {                                  \
-                unpack(b, k, d, dmin, w);                                           \
+                unpack(b, k, d, dmin, 1, w);                                        \
                 for (int j = 0; j < 4; j++)                                         \
                     _mm512_storeu_ps(y + 16 * j, w[j]);                             \
             }                                                                       \
@@ -398,8 +408,6 @@ T5 static void deq_q6_k(const void *src, float *y, int64_t nb)
 }
 
 /* ---- integer dots with Q8 activations (VNNI) -------------------------------- */
-
-#define T5I T5 __attribute__((always_inline))
 
 T5 static inline __m256i ld256(const uint8_t *p)
 {

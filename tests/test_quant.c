@@ -50,13 +50,6 @@ static float rndf(void)
     return (float)((double)(rnd() >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
 }
 
-static float f32_of(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 static uint32_t bits_of(float f)
 {
     uint32_t u;
@@ -553,6 +546,13 @@ static void test_f32_to_f16_rounding_and_specials_exact(void **state)
 }
 
 #ifdef __FLT16_MAX__
+static float f32_of(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 /* the compiler's own _Float16 conversion as an independent reference */
 static void test_f32_to_f16_random_matches_compiler(void **state)
 {
