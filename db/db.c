@@ -26,7 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,6 +76,33 @@ DbStatus db_err_set(DbErr *err, DbStatus status, const char *fmt, ...)
     return status;
 }
 
+/* SQLite often loses the errno of a failed write (EFBIG, ENOSPC): look
+** at the file system and the size limit ourselves.  Returns a description
+** when the disk or the file size limit is the likely cause, else NULL. */
+static const char *full_cause(sqlite3 *h)
+{
+    const char *path = h ? sqlite3_db_filename(h, "main") : NULL;
+    if (!path || !*path)
+        return NULL;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        char wal[4200];
+        struct stat sb;
+        snprintf(wal, sizeof wal, "%s-wal", path);
+        rlim_t big = 0;
+        if (stat(path, &sb) == 0)
+            big = (rlim_t)sb.st_size;
+        if (stat(wal, &sb) == 0 && (rlim_t)sb.st_size > big)
+            big = (rlim_t)sb.st_size;
+        if (big + (1 << 16) >= rl.rlim_cur)
+            return "file size limit reached (ulimit -f)";
+    }
+    struct statvfs vs;
+    if (statvfs(path, &vs) == 0 && (uint64_t)vs.f_bavail * vs.f_frsize < (1u << 20))
+        return "no space left on the device";
+    return NULL;
+}
+
 DbStatus db_err_sqlite(DbErr *err, sqlite3 *h, int rc, const char *what)
 {
     int prim = rc & 0xff;
@@ -102,6 +131,11 @@ DbStatus db_err_sqlite(DbErr *err, sqlite3 *h, int rc, const char *what)
     default: s = DB_E_SQL; break;
     }
     const char *m = h ? sqlite3_errmsg(h) : sqlite3_errstr(rc);
+    if (prim == SQLITE_IOERR || prim == SQLITE_FULL) {
+        const char *cause = full_cause(h);
+        if (cause)
+            return db_err_set(err, DB_E_FULL, "%s: %s (%s)", what, m, cause);
+    }
     if (sys && (prim == SQLITE_IOERR || prim == SQLITE_CANTOPEN ||
                 prim == SQLITE_FULL || prim == SQLITE_READONLY))
         return db_err_set(err, s, "%s: %s (%s)", what, m, strerror(sys));
@@ -169,16 +203,71 @@ static const char schema_v1[] =
     "instr('0123456789ABCDEF', substr(hex(substr(" blob ", " idx ", 1)), 2, 1)) - 1)"
 
 /* Version 2: the interventions as JSON, the run's storage flags, the reason
-** of a failure, the shared-expert gate, and views that decode expert ids
-** for plain-SQL users. */
+** of a failure, the shared-expert gate; per-tag load kept by triggers so a
+** tag's heatmap reads n_layer × n_expert rows whatever the number of runs;
+** deleting a run deletes its rows; views that decode expert ids for
+** plain-SQL users. */
 static const char schema_v2[] =
     "ALTER TABLE runs ADD COLUMN iv_json TEXT NOT NULL DEFAULT '[]';"
     "ALTER TABLE runs ADD COLUMN flags INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE runs ADD COLUMN error TEXT;"
     "ALTER TABLE routes ADD COLUMN shared_gate REAL;"
+    "CREATE TABLE tag_load("
+    " tag TEXT NOT NULL, layer INTEGER NOT NULL, expert INTEGER NOT NULL,"
+    " n INTEGER NOT NULL, w REAL NOT NULL,"
+    " n_prompt INTEGER NOT NULL, w_prompt REAL NOT NULL,"
+    " PRIMARY KEY(tag, layer, expert)) WITHOUT ROWID;"
+    "INSERT INTO tag_load SELECT r.tag, l.layer, l.expert, sum(l.n), sum(l.w),"
+    " sum(l.n_prompt), sum(l.w_prompt) FROM load l JOIN runs r ON r.id = l.run"
+    " WHERE r.status = 'complete' AND r.tag IS NOT NULL"
+    " GROUP BY r.tag, l.layer, l.expert;"
+    /* a run becoming complete (its load rows are already written) */
+    "CREATE TRIGGER tag_load_add AFTER UPDATE OF status ON runs"
+    " WHEN new.status = 'complete' AND old.status <> 'complete' AND new.tag IS NOT NULL"
+    " BEGIN"
+    "  INSERT INTO tag_load SELECT new.tag, layer, expert, n, w, n_prompt, w_prompt"
+    "   FROM load WHERE run = new.id AND true"
+    "   ON CONFLICT(tag, layer, expert) DO UPDATE SET n = n + excluded.n,"
+    "    w = w + excluded.w, n_prompt = n_prompt + excluded.n_prompt,"
+    "    w_prompt = w_prompt + excluded.w_prompt;"
+    " END;"
+    /* a complete run leaving a tag: retagged, or its status changed back */
+    "CREATE TRIGGER tag_load_sub AFTER UPDATE OF status, tag ON runs"
+    " WHEN old.status = 'complete' AND old.tag IS NOT NULL"
+    "  AND (new.status <> 'complete' OR new.tag IS NOT old.tag)"
+    " BEGIN"
+    "  UPDATE tag_load SET n = tag_load.n - l.n, w = tag_load.w - l.w,"
+    "   n_prompt = tag_load.n_prompt - l.n_prompt,"
+    "   w_prompt = tag_load.w_prompt - l.w_prompt FROM load l"
+    "   WHERE l.run = old.id AND tag_load.tag = old.tag"
+    "   AND tag_load.layer = l.layer AND tag_load.expert = l.expert;"
+    "  DELETE FROM tag_load WHERE tag = old.tag AND n <= 0;"
+    " END;"
+    "CREATE TRIGGER tag_load_retag AFTER UPDATE OF tag ON runs"
+    " WHEN new.status = 'complete' AND old.status = 'complete' AND new.tag IS NOT NULL"
+    "  AND new.tag IS NOT old.tag"
+    " BEGIN"
+    "  INSERT INTO tag_load SELECT new.tag, layer, expert, n, w, n_prompt, w_prompt"
+    "   FROM load WHERE run = new.id AND true"
+    "   ON CONFLICT(tag, layer, expert) DO UPDATE SET n = n + excluded.n,"
+    "    w = w + excluded.w, n_prompt = n_prompt + excluded.n_prompt,"
+    "    w_prompt = w_prompt + excluded.w_prompt;"
+    " END;"
+    "CREATE TRIGGER run_delete AFTER DELETE ON runs"
+    " BEGIN"
+    "  UPDATE tag_load SET n = tag_load.n - l.n, w = tag_load.w - l.w,"
+    "   n_prompt = tag_load.n_prompt - l.n_prompt,"
+    "   w_prompt = tag_load.w_prompt - l.w_prompt FROM load l"
+    "   WHERE old.status = 'complete' AND l.run = old.id AND tag_load.tag = old.tag"
+    "   AND tag_load.layer = l.layer AND tag_load.expert = l.expert;"
+    "  DELETE FROM tag_load WHERE tag = old.tag AND n <= 0;"
+    "  DELETE FROM load WHERE run = old.id;"
+    "  DELETE FROM routes WHERE run = old.id;"
+    "  DELETE FROM tokens WHERE run = old.id;"
+    " END;"
     "CREATE VIEW route_experts AS"
     " WITH RECURSIVE slot(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM slot"
-    "   WHERE i < 65535)"
+    "   WHERE i < 1023)"
     " SELECT r.run AS run, r.pos AS pos, r.layer AS layer,"
     "  r.is_prompt AS is_prompt, slot.i AS rank,"
     "  CASE length(r.experts) / r.k"
@@ -189,8 +278,7 @@ static const char schema_v2[] =
     " FROM routes r JOIN slot ON slot.i < r.k;"
     "CREATE VIEW run_load AS"
     " SELECT r.tag AS tag, l.run AS run, l.layer AS layer, l.expert AS expert,"
-    "  l.n AS n, l.w AS w, l.n_prompt AS n_prompt, l.w_prompt AS w_prompt,"
-    "  r.n_prompt + r.n_gen AS n_tokens"
+    "  l.n AS n, l.w AS w, l.n_prompt AS n_prompt, l.w_prompt AS w_prompt"
     " FROM load l JOIN runs r ON r.id = l.run WHERE r.status = 'complete';";
 
 static const char *const migrations[DB_SCHEMA_VERSION] = { schema_v1, schema_v2 };
@@ -241,7 +329,8 @@ sqlite3 *db_connect(const char *path, int flags, int *version, DbErr *err)
 {
     sqlite3 *h = NULL;
     int ro = flags & DB_OPEN_READONLY;
-    int oflags = ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+    /* one thread at a time per connection (Db and DbLog contracts) */
+    int oflags = (ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;
     struct stat sb;
 
     if (!path || !*path) {
@@ -333,6 +422,11 @@ sqlite3 *db_connect(const char *path, int flags, int *version, DbErr *err)
                    "migrate it", path, *version, DB_SCHEMA_VERSION);
         sqlite3_close(h);
         return NULL;
+    }
+    if (!ro && *version == 0) {
+        /* a new file: bigger pages suit long runs of small route rows (must
+        ** be set before WAL mode and the first table) */
+        sqlite3_exec(h, "PRAGMA page_size = 16384", NULL, NULL, NULL);
     }
     if (!ro) {
         char mode[16] = "";

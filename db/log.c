@@ -508,6 +508,13 @@ DbLog *db_log_begin(Db *db, const DbRunInfo *ri, int flush_every, DbErr *err)
         db_err_set(err, DB_E_NOMEM, "db_log_begin: cannot start the flusher thread");
         goto fail;
     }
+    /* size both batches for a typical full batch up front: no growth (and
+    ** no page faults) on the caller's path once logging runs */
+    size_t want = (size_t)lg->flush_every * (8 + sizeof(RouteRec) + 48);
+    for (int i = 0; i < 2; i++) {
+        if (batch_reserve(&lg->b[i], want))
+            batch_reset(&lg->b[i]);
+    }
     lg->th_started = 1;
     return lg;
 fail:
