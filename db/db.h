@@ -182,8 +182,9 @@ typedef struct DbLog DbLog;
 ** connection to db's file; db stays usable for reading meanwhile, from the
 ** calling thread.  The model's n_layer and n_expert give the shape that
 ** routes are checked against and that sizes the aggregates.  flush_every =
-** records (tokens + routes) per batch, 0 = 4096.  Returns NULL with err
-** filled on failure. */
+** records (tokens + routes) per batch, 0 = 16384 (~1.3 MB).  Returns NULL with err
+** filled on failure.  A batch is also written once it is 0.25 s old if
+** the flusher is idle, so readers follow a slow run's progress. */
 DbLog *db_log_begin(Db *db, const DbRunInfo *ri, int flush_every, DbErr *err);
 int64_t db_log_run_id(const DbLog *lg);
 
