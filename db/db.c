@@ -265,17 +265,18 @@ static const char schema_v2[] =
     "  DELETE FROM routes WHERE run = old.id;"
     "  DELETE FROM tokens WHERE run = old.id;"
     " END;"
+    /* one row per chosen expert; the k slots come from json_each over a
+    ** k-element array built per row, so the view costs O(k) per route */
     "CREATE VIEW route_experts AS"
-    " WITH RECURSIVE slot(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM slot"
-    "   WHERE i < 1023)"
     " SELECT r.run AS run, r.pos AS pos, r.layer AS layer,"
-    "  r.is_prompt AS is_prompt, slot.i AS rank,"
+    "  r.is_prompt AS is_prompt, s.key AS rank,"
     "  CASE length(r.experts) / r.k"
-    "   WHEN 1 THEN " BYTE_AT("r.experts", "slot.i + 1")
-    "   ELSE " BYTE_AT("r.experts", "2 * slot.i + 1")
-    "    + 256 * " BYTE_AT("r.experts", "2 * slot.i + 2")
+    "   WHEN 1 THEN " BYTE_AT("r.experts", "s.key + 1")
+    "   ELSE " BYTE_AT("r.experts", "2 * s.key + 1")
+    "    + 256 * " BYTE_AT("r.experts", "2 * s.key + 2")
     "  END AS expert"
-    " FROM routes r JOIN slot ON slot.i < r.k;"
+    " FROM routes r, json_each('[' || substr(replace(hex(zeroblob(r.k)), '00', '0,'),"
+    "  1, 2 * r.k - 1) || ']') s;"
     "CREATE VIEW run_load AS"
     " SELECT r.tag AS tag, l.run AS run, l.layer AS layer, l.expert AS expert,"
     "  l.n AS n, l.w AS w, l.n_prompt AS n_prompt, l.w_prompt AS w_prompt"

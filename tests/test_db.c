@@ -1197,6 +1197,53 @@ static void test_db_list_runs_and_tags_filtered(void **state)
     db_close(db);
 }
 
+/* More than 256 experts: ids stored as two bytes, read back and decoded by
+** the route_experts view alike. */
+static int wide_cb(void *u, int64_t run, const DbRoute *r)
+{
+    int *ok = u;
+    (void)run;
+    *ok = r->k == 3 && r->experts[0] == 299 && r->experts[1] == 256 && r->experts[2] == 1 &&
+          r->weights[2] == 0.125f;
+    return 0;
+}
+
+static void test_db_wide_expert_ids_roundtrip(void **state)
+{
+    Tmp *t = *state;
+    DbErr err = { 0 };
+    Db *db = db_open(t->path, DB_OPEN_CREATE, &err);
+    assert_non_null(db);
+    int64_t m = add_model(db, 2, 300, 3, 51);
+    DbRunInfo ri = { .model = m };
+    DbLog *lg = db_log_begin(db, &ri, 0, &err);
+    assert_non_null(lg);
+    int32_t ex[3] = { 299, 256, 1 };
+    float w[3] = { 0.5f, 0.375f, 0.125f };
+    DbRoute r = { .pos = 0, .layer = 1, .k = 3, .experts = ex, .weights = w,
+                  .shared_gate = NAN };
+    assert_int_equal(db_log_route(lg, &r), DB_OK);
+    int64_t run = db_log_run_id(lg);
+    assert_int_equal(db_log_finish(lg, DB_RUN_COMPLETE, NULL, &err), DB_OK);
+    int ok = 0;
+    assert_int_equal(db_routes(db, run, 0, 0, -1, wide_cb, &ok, &err), DB_OK);
+    assert_true(ok);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db->h, "SELECT group_concat(expert, ' '), length(experts)"
+                       " FROM (SELECT e.expert, x.experts FROM route_experts e JOIN routes x"
+                       " USING (run, pos, layer) ORDER BY rank)", -1, &st, NULL);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "299 256 1");
+    assert_int_equal(sqlite3_column_int(st, 1), 6);
+    sqlite3_finalize(st);
+    DbLoad ld;
+    assert_int_equal(db_load(db, NULL, &ld, &err), DB_OK);
+    assert_int_equal(ld.count[1 * 300 + 299], 1);
+    assert_int_equal(ld.count[1 * 300 + 256], 1);
+    db_load_free(&ld);
+    db_close(db);
+}
+
 /* ---- moescope export ---------------------------------------------------- */
 
 static int run_export(char *a0, ...)
@@ -1287,6 +1334,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_db_model_register_same_hash_same_id,
                                         tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_db_list_runs_and_tags_filtered,
+                                        tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_db_wide_expert_ids_roundtrip,
                                         tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_db_cmd_export_writes_file_and_reports_errors,
                                         tmp_setup, tmp_teardown),
