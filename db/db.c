@@ -517,42 +517,55 @@ int db_writer_alive(const char *id)
     return 1;
 }
 
-/* Mark the runs of dead writers as interrupted, in one transaction. */
+/* Mark the runs of dead writers as interrupted.  The check reads first and
+** takes the write lock only when there is something to mark, so opening a
+** database while a writer is busy never waits for it. */
 static DbStatus recover_runs(Db *db, DbErr *err)
 {
     sqlite3 *h = db->h;
-    sqlite3_stmt *sel = NULL, *upd = NULL;
-    int rc = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
-        return db_err_sqlite(err, h, rc, "recovering interrupted runs");
-    rc = sqlite3_prepare_v2(h, "SELECT id, writer FROM runs WHERE status = 'running'",
-                            -1, &sel, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(h, "UPDATE runs SET status = 'interrupted', "
-                                "finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
-                                "WHERE id = ?", -1, &upd, NULL);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
-        const char *w = (const char *)sqlite3_column_text(sel, 1);
+    sqlite3_stmt *st = NULL;
+    int64_t dead[64];
+    int n_dead = 0, more = 0;
+    int rc = sqlite3_prepare_v2(h, "SELECT id, writer FROM runs WHERE status = 'running'",
+                                -1, &st, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         rc = SQLITE_OK;
-        if (db_writer_alive(w))
+        if (db_writer_alive((const char *)sqlite3_column_text(st, 1)))
             continue;
-        sqlite3_bind_int64(upd, 1, sqlite3_column_int64(sel, 0));
-        rc = sqlite3_step(upd);
-        sqlite3_reset(upd);
-        if (rc == SQLITE_DONE)
-            rc = SQLITE_OK;
+        if (n_dead == (int)(sizeof dead / sizeof dead[0])) {
+            more = 1;           /* the rest on the next open */
+            break;
+        }
+        dead[n_dead++] = sqlite3_column_int64(st, 0);
     }
     if (rc == SQLITE_DONE)
         rc = SQLITE_OK;
-    sqlite3_finalize(sel);
-    sqlite3_finalize(upd);
-    if (rc == SQLITE_OK)
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == SQLITE_OK && n_dead > 0)
+        rc = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK && n_dead > 0)
+        rc = sqlite3_prepare_v2(h, "UPDATE runs SET status = 'interrupted', "
+                                "finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
+                                "WHERE id = ? AND status = 'running'", -1, &st, NULL);
+    for (int i = 0; rc == SQLITE_OK && i < n_dead; i++) {
+        sqlite3_bind_int64(st, 1, dead[i]);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK && n_dead > 0)
         rc = sqlite3_exec(h, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         DbStatus s = db_err_sqlite(err, h, rc, "recovering interrupted runs");
-        sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+        if (!sqlite3_get_autocommit(h))
+            sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
         return s;
     }
+    if (more)
+        return recover_runs(db, err);
     return DB_OK;
 }
 
