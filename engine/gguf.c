@@ -117,17 +117,22 @@ static const char *show(const char *s, uint64_t n, char *buf, size_t cap)
     return buf;
 }
 
-static GgufError rd_str(Cur *c, GgufStr *s, const char *what)
+/* Read a string; what names the field in messages ("key 'k'"), elem >= 0
+** adds the index of an array element. */
+static GgufError rd_str(Cur *c, GgufStr *s, const char *what, int64_t elem)
 {
     uint64_t len;
     uint64_t at = c->off;
+    char idx[32] = "";
+    if (elem >= 0)
+        snprintf(idx, sizeof idx, " element #%lld", (long long)elem);
     if (!rd_u64(c, &len))
-        return fail(c, GGUF_E_TRUNCATED, "%s: length at byte %llu: file ends",
-                    what, (unsigned long long)at);
+        return fail(c, GGUF_E_TRUNCATED, "%s%s: string length at byte %llu: file ends",
+                    what, idx, (unsigned long long)at);
     if (len > left(c))
         return fail(c, GGUF_E_STRING_LEN,
-                    "%s: string length %llu at byte %llu exceeds the %llu bytes left",
-                    what, (unsigned long long)len, (unsigned long long)at,
+                    "%s%s: string length %llu at byte %llu exceeds the %llu bytes left",
+                    what, idx, (unsigned long long)len, (unsigned long long)at,
                     (unsigned long long)left(c));
     s->ptr = (const char *)c->p + c->off;
     s->len = len;
@@ -173,6 +178,8 @@ static int tensor_off_cmp(const void *a, const void *b)
 static GgufError rd_value(Cur *c, GgufKV *kv, const char *key)
 {
     uint32_t t = kv->type;
+    char what[256];
+    snprintf(what, sizeof what, "key '%s'", key);
     if (t >= GGUF_TYPE_COUNT)
         return fail(c, GGUF_E_VALUE_TYPE,
                     "key '%s': value type %u out of range (expected 0..%d)",
@@ -182,7 +189,7 @@ static GgufError rd_value(Cur *c, GgufKV *kv, const char *key)
         kv->strs = malloc(sizeof(GgufStr));
         if (!kv->strs)
             return fail(c, GGUF_E_NOMEM, "key '%s': out of memory", key);
-        return rd_str(c, kv->strs, key);
+        return rd_str(c, kv->strs, what, -1);
     }
     if (t != GGUF_TYPE_ARRAY) {
         kv->n = 1;
@@ -215,7 +222,7 @@ static GgufError rd_value(Cur *c, GgufKV *kv, const char *key)
             return fail(c, GGUF_E_NOMEM, "key '%s': out of memory for %llu strings",
                         key, (unsigned long long)n);
         for (uint64_t i = 0; i < n; i++) {
-            GgufError e = rd_str(c, &kv->strs[i], key);
+            GgufError e = rd_str(c, &kv->strs[i], what, (int64_t)i);
             if (e)
                 return e;
         }
@@ -314,7 +321,7 @@ GgufError gguf_parse(const uint8_t *buf, uint64_t n, Gguf **out, char *err,
         GgufKV *kv = &g->kv[i];
         char what[48];
         snprintf(what, sizeof what, "key #%llu", (unsigned long long)i);
-        if ((e = rd_str(c, &kv->key, what)))
+        if ((e = rd_str(c, &kv->key, what, -1)))
             goto bad;
         if (kv->key.len == 0) {
             e = fail(c, GGUF_E_KEY_EMPTY, "key #%llu is empty", (unsigned long long)i);
@@ -383,7 +390,7 @@ GgufError gguf_parse(const uint8_t *buf, uint64_t n, Gguf **out, char *err,
         GgufStr nm;
         char what[48];
         snprintf(what, sizeof what, "tensor #%llu name", (unsigned long long)i);
-        if ((e = rd_str(c, &nm, what)))
+        if ((e = rd_str(c, &nm, what, -1)))
             goto bad;
         if (nm.len == 0 || nm.len >= GGUF_MAX_NAME) {
             e = fail(c, GGUF_E_NAME_LEN,
