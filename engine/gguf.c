@@ -6,8 +6,15 @@
 ** first, so a truncated or lying file fails with GGUF_E_TRUNCATED (or a more
 ** specific code) at the first field that does not fit.  Counts are bounded
 ** before anything is allocated for them: a kv needs at least 13 bytes and a
-** tensor info at least 24, so n_kv / n_tensors larger than the bytes left
-** allow are refused outright.
+** tensor info at least 33, so n_kv / n_tensors larger than the bytes left
+** allow are refused outright (n_tensors once more after the key/values);
+** every array and string length is checked against the bytes left before
+** its elements are allocated or read.  Hence the heap used is bounded by a
+** small multiple of the file size whatever the file claims.
+**
+** Tensor data: each tensor's bytes must be aligned, inside the file and
+** disjoint from every other tensor's.  Unlike ggml we do not require the
+** tensors to be packed in file order; nothing here depends on it.
 **
 ** Structure validation happens here; what a *model* needs (which keys and
 ** tensors, with which shapes) is checked by model.c.
@@ -300,12 +307,14 @@ GgufError gguf_parse(const uint8_t *buf, uint64_t n, Gguf **out, char *err,
     /* a kv is at least key length (8) + 1 key byte + type (4); a tensor info
     ** at least name length (8) + 1 + n_dims (4) + ne (8) + type (4) + offset (8) */
     if (g->n_kv > left(c) / 13) {
-        e = fail(c, GGUF_E_N_KV, "n_kv %llu cannot fit in the %llu bytes left",
+        e = fail(c, GGUF_E_N_KV,
+                 "n_kv %llu cannot fit in the %llu bytes left (a kv takes at least 13)",
                  (unsigned long long)g->n_kv, (unsigned long long)left(c));
         goto bad;
     }
     if (g->n_tensors > left(c) / 33) {
-        e = fail(c, GGUF_E_N_TENSORS, "n_tensors %llu cannot fit in the %llu bytes left",
+        e = fail(c, GGUF_E_N_TENSORS,
+                 "n_tensors %llu cannot fit in the %llu bytes left (a tensor info takes at least 33)",
                  (unsigned long long)g->n_tensors, (unsigned long long)left(c));
         goto bad;
     }

@@ -57,8 +57,10 @@ static void walk(const Gguf *g, const uint8_t *buf, size_t n)
         touch_str(kv->key, buf, n);
         CHECK(kv->key.len > 0);
         CHECK(kv->type < GGUF_TYPE_COUNT);
-        /* lookups by key find this very kv (keys are unique) */
-        if (kv->key.len < sizeof key && !memchr(kv->key.ptr, 0, (size_t)kv->key.len)) {
+        /* lookups by key find this very kv (keys are unique); lookups are
+        ** linear, so only the first 256 keys are looked up */
+        if (i < 256 && kv->key.len < sizeof key &&
+            !memchr(kv->key.ptr, 0, (size_t)kv->key.len)) {
             memcpy(key, kv->key.ptr, (size_t)kv->key.len);
             key[kv->key.len] = 0;
             CHECK(gguf_find(g, key) == kv);
@@ -104,7 +106,8 @@ static void walk(const Gguf *g, const uint8_t *buf, size_t n)
         const GgufTensor *t = &g->tensors[i];
         size_t len = strlen(t->name);
         CHECK(len > 0 && len < GGUF_MAX_NAME);
-        CHECK(gguf_tensor(g, t->name) == t);
+        if (i < 256)
+            CHECK(gguf_tensor(g, t->name) == t);
         CHECK(t->n_dims >= 1 && t->n_dims <= GGUF_MAX_DIMS);
         const EngQTraits *tr = eng_qtraits(t->type);
         CHECK(tr != NULL);

@@ -780,7 +780,7 @@ static void test_gguf_open_not_a_file_fails_io(void **state)
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     fclose(f);
-    expect_open_fail(path, GGUF_E_IO, "empty");
+    expect_open_fail(path, GGUF_E_IO, "file is empty");
 
     snprintf(path, sizeof path, "%s/missing.gguf", g_tmp);
     expect_open_fail(path, GGUF_E_IO, "No such file");
