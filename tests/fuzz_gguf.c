@@ -124,6 +124,15 @@ static void walk(const Gguf *g, const uint8_t *buf, size_t n)
         if (t->nbytes > 0)
             g_sink += t->data[0] + t->data[t->nbytes - 1];
     }
+    /* no two non-empty tensors share a byte (pairwise on the first 64) */
+    uint64_t k = g->n_tensors < 64 ? g->n_tensors : 64;
+    for (uint64_t i = 0; i < k; i++)
+        for (uint64_t j = i + 1; j < k; j++) {
+            const GgufTensor *a = &g->tensors[i], *b = &g->tensors[j];
+            if (a->nbytes && b->nbytes)
+                CHECK(a->offset + a->nbytes <= b->offset ||
+                      b->offset + b->nbytes <= a->offset);
+        }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
