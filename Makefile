@@ -86,15 +86,18 @@ bench: $(BENCH_BIN) $(BIN)
 demo: $(BIN)
 	@bash samples/demo.sh
 
-# libFuzzer harness for the GGUF parser (clang), seeded with the fixtures.
+# libFuzzer harness for the GGUF parser (clang), seeded with the fixtures,
+# the sample and (written by the harness at start-up) miniatures of them.
 FUZZ_SECONDS ?= 60
+FUZZ_MAX_LEN ?= 4194304
 fuzz:
 	@mkdir -p build/fuzz/corpus
-	clang -std=c11 -D_DEFAULT_SOURCE -D_XOPEN_SOURCE=700 -g -O1 -I. \
-	  -fsanitize=fuzzer,address,undefined -o build/fuzz/fuzz_gguf \
-	  tests/fuzz_gguf.c $(wildcard engine/*.c) -lm -pthread $(PKG_LIBS)
-	cp tests/data/fixtures/*/*.gguf tests/data/tokenizer/*.gguf build/fuzz/corpus/ 2>/dev/null || true
-	build/fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=4194304 build/fuzz/corpus
+	clang -std=c11 -D_DEFAULT_SOURCE -D_XOPEN_SOURCE=700 -g -O1 -I. $(PKG_CFLAGS) \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -o build/fuzz/fuzz_gguf tests/fuzz_gguf.c $(wildcard engine/*.c) -lm -pthread $(PKG_LIBS)
+	cp tests/data/fixtures/*/*.gguf tests/data/tokenizer/*.gguf samples/*.gguf build/fuzz/corpus/ 2>/dev/null || true
+	GGUF_FUZZ_SEED_DIR=build/fuzz/corpus build/fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) \
+	  -rss_limit_mb=4096 -max_len=$(FUZZ_MAX_LEN) -print_final_stats=1 build/fuzz/corpus
 
 clean:
 	rm -rf build moescope
