@@ -249,6 +249,10 @@ AnContrast *an_contrast(const AnLoad *const *runs_a, int n_a,
                         const AnContrastParams *p, AnErr *err);
 void an_contrast_free(AnContrast *c);
 
+/* Benjamini–Hochberg q-values of n p-values: q_(i) = min_{j ≥ i} p_(j)·n/j
+** over the ascending order, capped at 1.  AN_E_NOMEM. */
+AnStatus an_bh(const double *p, int n, double *q, AnErr *err);
+
 /* Write the `top` best-ranked rows with Δ > 0 (more active in A; top ≤ 0:
 ** all of them) as
 ** "--disable L:E,L:E" (force = 0) or "--force L:E,…" (force = 1).  L is

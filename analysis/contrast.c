@@ -66,34 +66,53 @@ static int cmp_rank(const void *x, const void *y)
     return a->expert - b->expert;
 }
 
-static int cmp_p(const void *x, const void *y)
+typedef struct {
+    double p;
+    int i;
+} PIdx;
+
+static int cmp_pidx(const void *x, const void *y)
 {
-    const AnContrastRow *const *a = x, *const *b = y;
-    if ((*a)->p_value != (*b)->p_value)
-        return (*a)->p_value < (*b)->p_value ? -1 : 1;
-    return 0;
+    const PIdx *a = x, *b = y;
+    if (a->p != b->p)
+        return a->p < b->p ? -1 : 1;
+    return a->i - b->i;
 }
 
-/* Benjamini–Hochberg: q_(i) = min_{j ≥ i} p_(j) m / j, capped at 1. */
-static int bh(AnContrastRow *row, int n)
+AnStatus an_bh(const double *p, int n, double *q, AnErr *err)
 {
-    if (n == 0)
-        return 0;
-    AnContrastRow **by = malloc((size_t)n * sizeof *by);
+    if (n <= 0)
+        return AN_OK;
+    PIdx *by = malloc((size_t)n * sizeof *by);
     if (!by)
-        return -1;
+        return an_fail(err, AN_E_NOMEM, "an_bh: out of memory");
     for (int i = 0; i < n; i++)
-        by[i] = &row[i];
-    qsort(by, (size_t)n, sizeof *by, cmp_p);
+        by[i] = (PIdx){ p[i], i };
+    qsort(by, (size_t)n, sizeof *by, cmp_pidx);
     double run = 1.0;
     for (int i = n - 1; i >= 0; i--) {
-        double q = by[i]->p_value * n / (i + 1);
-        if (q < run)
-            run = q;
-        by[i]->q_value = run;
+        double v = by[i].p * n / (i + 1);
+        if (v < run)
+            run = v;
+        q[by[i].i] = run;
     }
     free(by);
-    return 0;
+    return AN_OK;
+}
+
+/* q-values of the rows' p-values. */
+static AnStatus bh_rows(AnContrastRow *row, int n, AnErr *err)
+{
+    double *p = malloc((size_t)(n ? n : 1) * 2 * sizeof *p);
+    if (!p)
+        return an_fail(err, AN_E_NOMEM, "an_contrast: out of memory");
+    for (int i = 0; i < n; i++)
+        p[i] = row[i].p_value;
+    AnStatus st = an_bh(p, n, p + n, err);
+    for (int i = 0; i < n && !st; i++)
+        row[i].q_value = p[n + i];
+    free(p);
+    return st;
 }
 
 void an_contrast_free(AnContrast *c)
@@ -248,10 +267,8 @@ AnContrast *an_contrast(const AnLoad *const *runs_a, int n_a, const AnLoad *cons
             size_t q = (size_t)w->layer * (size_t)E + (size_t)w->expert;
             w->p_value = (1.0 + (double)exceed[q]) / (1.0 + p->n_perm);
         }
-        if (bh(c->row, c->n_row)) {
-            an_fail(err, AN_E_NOMEM, "an_contrast: out of memory");
+        if (bh_rows(c->row, c->n_row, err))
             goto fail;
-        }
     }
     qsort(c->row, (size_t)c->n_row, sizeof *c->row, cmp_rank);
     free(tot_c);
