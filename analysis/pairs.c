@@ -18,7 +18,7 @@
 
 #include "analysis/an_int.h"
 
-enum { CHUNK = 16384 };
+enum { CHUNK = 1024 };   /* rows: 256 KB of 0/1 floats at 64 experts, L2-sized */
 
 /* Write v at the chosen experts of row i, layer l (1 to mark, 0 to clear:
 ** clearing only what was set keeps the chunk buffers zero between chunks

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "analysis/an_int.h"
 
@@ -50,6 +51,25 @@ AnStatus an_fail(AnErr *err, AnStatus st, const char *fmt, ...)
 
 /* ---- AnRoutes -------------------------------------------------------- */
 
+/* Ask for transparent huge pages on the 2 MB-aligned interior of a large
+** array.  Specialization reads rows in token order, i.e. scattered over
+** hundreds of MB; with 4 KB pages nearly every row is a TLB miss (and a
+** costly nested page walk under virtualisation).  Advisory: errors are
+** ignored. */
+static void hint_huge(void *p, size_t bytes)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t HP = (uintptr_t)2 << 20;
+    uintptr_t a = ((uintptr_t)p + HP - 1) & ~(HP - 1);
+    uintptr_t b = ((uintptr_t)p + bytes) & ~(HP - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
 static int routes_grow(AnRoutes *r, int64_t want)
 {
     if (want <= r->cap)
@@ -78,6 +98,11 @@ static int routes_grow(AnRoutes *r, int64_t want)
     if (r->has_logits)
         GROW(logits, n * L * E);
 #undef GROW
+    hint_huge(r->n_chosen, n * L);
+    hint_huge(r->experts, n * L * K * sizeof *r->experts);
+    hint_huge(r->weights, n * L * K * sizeof *r->weights);
+    if (r->has_logits)
+        hint_huge(r->logits, n * L * E * sizeof *r->logits);
     r->cap = cap;
     return 0;
 }

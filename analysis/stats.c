@@ -317,7 +317,9 @@ static AnStatus vocab_stats(const AnRoutes *r, AnStats *s, AnErr *err)
     int32_t *mx = calloc((size_t)AN_NSPLIT * L, sizeof *mx);
     double *spec = calloc((size_t)AN_NSPLIT * L, sizeof *spec);
     int *nid = calloc((size_t)AN_NSPLIT * L, sizeof *nid);
-    if (!order || !cnt || !occ || !mx || !spec || !nid) {
+    uint32_t *touched = malloc(L * E * sizeof *touched);
+    if (!order || !cnt || !occ || !mx || !spec || !nid || !touched) {
+        free(touched);
         free(order);
         free(cnt);
         free(occ);
@@ -332,9 +334,21 @@ static AnStatus vocab_stats(const AnRoutes *r, AnStats *s, AnErr *err)
         int64_t g1 = g0;
         while (g1 < r->n_pos && r->token[order[g1]] == tok)
             g1++;
-        /* pass 1: count this id's occurrences per split, layer, expert */
+        /* pass 1: count this id's occurrences per split, layer, expert and
+        ** list each (l, e) the id touches once */
+        int nt = 0;
         for (int64_t g = g0; g < g1; g++) {
             size_t i = (size_t)order[g];
+            if (g + 16 < g1) {
+                /* rows are scattered: fetch one 16 ahead (its experts,
+                ** in 64-byte lines, its route sizes and its split flag) */
+                size_t ahead = (size_t)order[g + 16];
+                const char *pe = (const char *)(r->experts + ahead * L * K);
+                for (size_t b = 0; b < L * K * sizeof *r->experts; b += 64)
+                    __builtin_prefetch(pe + b);
+                __builtin_prefetch(r->n_chosen + ahead * L);
+                __builtin_prefetch(r->is_prompt + ahead);
+            }
             size_t h = r->is_prompt[i] ? 0 : 1;
             for (size_t l = 0; l < L; l++) {
                 int k = r->n_chosen[i * L + l];
@@ -342,39 +356,41 @@ static AnStatus vocab_stats(const AnRoutes *r, AnStats *s, AnErr *err)
                     continue;
                 occ[(h + 1) * L + l]++;
                 const uint16_t *ex = r->experts + (i * L + l) * K;
-                for (int j = 0; j < k; j++)
-                    cnt[(h * L + l) * E + ex[j]]++;
+                for (int j = 0; j < k; j++) {
+                    size_t q = l * E + ex[j];
+                    if (cnt[q] == 0 && cnt[L * E + q] == 0)
+                        touched[nt++] = (uint32_t)q;
+                    cnt[h * L * E + q]++;
+                }
             }
         }
         for (size_t l = 0; l < L; l++)
             occ[l] = occ[L + l] + occ[2 * L + l];
-        /* pass 2: visit each (l, e) once (its scratch count is zeroed after
-        ** the visit): track the per-layer max and offer top-token entries. */
-        for (int64_t g = g0; g < g1; g++) {
-            size_t i = (size_t)order[g];
-            for (size_t l = 0; l < L; l++) {
-                int k = r->n_chosen[i * L + l];
-                const uint16_t *ex = r->experts + (i * L + l) * K;
-                for (int j = 0; j < k; j++) {
-                    size_t e = ex[j];
-                    int32_t cp = cnt[l * E + e], cg = cnt[(L + l) * E + e];
-                    if (cp + cg == 0)
+        /* pass 2 over the touched (l, e): per-layer max, top-token offers,
+        ** and the scratch counts back to zero */
+        for (int t = 0; t < nt; t++) {
+            size_t q = touched[t], l = q / E, e = q % E;
+            int32_t cp = cnt[q], cg = cnt[L * E + q];
+            int32_t c3[AN_NSPLIT] = { cp + cg, cp, cg };
+            for (size_t sp = 0; sp < AN_NSPLIT; sp++) {
+                if (c3[sp] == 0)
+                    continue;
+                if (c3[sp] > mx[sp * L + l])
+                    mx[sp * L + l] = c3[sp];
+                int32_t o = occ[sp * L + l];
+                if (ntop > 0 && o >= min_occ) {
+                    AnTopTok *top = s->top + ((sp * L + l) * E + e) * (size_t)ntop;
+                    const AnTopTok *last = &top[ntop - 1];
+                    /* quick reject: share below the last kept one's
+                    ** (c/o < count/occ, compared without dividing) */
+                    if (last->token >= 0 &&
+                        (int64_t)c3[sp] * last->occ < (int64_t)last->count * o)
                         continue;
-                    int32_t c3[AN_NSPLIT] = { cp + cg, cp, cg };
-                    for (size_t sp = 0; sp < AN_NSPLIT; sp++) {
-                        if (c3[sp] == 0)
-                            continue;
-                        if (c3[sp] > mx[sp * L + l])
-                            mx[sp * L + l] = c3[sp];
-                        int32_t o = occ[sp * L + l];
-                        if (ntop > 0 && o >= min_occ)
-                            top_insert(s->top + ((sp * L + l) * E + e) * (size_t)ntop, ntop,
-                                       tok, c3[sp], o);
-                    }
-                    cnt[l * E + e] = 0;
-                    cnt[(L + l) * E + e] = 0;
+                    top_insert(top, ntop, tok, c3[sp], o);
                 }
             }
+            cnt[q] = 0;
+            cnt[L * E + q] = 0;
         }
         for (size_t q = 0; q < (size_t)AN_NSPLIT * L; q++) {
             if (occ[q] >= min_occ && occ[q] > 0) {
@@ -396,6 +412,7 @@ static AnStatus vocab_stats(const AnRoutes *r, AnStats *s, AnErr *err)
     free(mx);
     free(spec);
     free(nid);
+    free(touched);
     return AN_OK;
 }
 
