@@ -116,8 +116,9 @@ void an_routes_free(AnRoutes *r);
 int64_t an_routes_add_pos(AnRoutes *r, int run, int pos, int32_t token,
                           int is_prompt, float logprob, AnErr *err);
 
-/* Set the route of row i in MoE layer l: k experts (0 < k ≤ k_max, each
-** < n_expert, no repeats), their weights (may be NULL → 0) and, when the
+/* Set the route of row i in MoE layer l: k experts (0 < k ≤ n_expert and
+** ≤ 255, each < n_expert, no repeats; k > k_max widens the table, which
+** moves the experts/weights arrays), their weights (may be NULL → 0) and, when the
 ** table has logits, n_expert router logits (may be NULL → left 0).
 ** Returns AN_E_ARG / AN_E_DATA with err naming the bad value. */
 AnStatus an_routes_set(AnRoutes *r, int64_t i, int l, int k,
@@ -311,5 +312,55 @@ int an_write_stats(FILE *f, const AnStats *s, AnFormat fmt, const AnLabels *lb);
 int an_write_contrast(FILE *f, const AnContrast *c, int top, AnFormat fmt,
                       const AnLabels *lb);
 int an_write_diff(FILE *f, const AnDiff *d, AnFormat fmt, const AnLabels *lb);
+
+/* ---- database glue ---------------------------------------------------- */
+
+#include "db/db.h"
+
+/* What a database query resolved to: the MoE layers (compact index →
+** absolute layer), the runs used, a title for the writers, and the text of
+** token ids seen (for top tokens).  Filled by the an_db_* functions; release
+** with an_db_info_done. */
+typedef struct {
+    int n_layer;            /* MoE layers */
+    int *layer_of;          /* (n_layer) absolute layer of each */
+    int n_runs, n_runs_b;   /* runs used (contrast: set A, set B) */
+    int n_skipped;          /* runs left out (not complete: no aggregates) */
+    char title[256];
+    void *tok_map;          /* token id → piece text (internal) */
+} AnDbInfo;
+
+void an_db_info_done(AnDbInfo *info);   /* accepts a zeroed struct */
+/* AnLabels for the writers, pointing into info (valid while info is). */
+AnLabels an_db_labels(const AnDbInfo *info);
+
+/* Statistics of one run (run > 0), of the runs with a tag (tag != NULL) or
+** of every run.  Load and balance come from the per-run aggregates (fast,
+** complete runs only).  With p->want_routes or p->want_pairs the raw routes
+** and tokens are read as well (router entropy when logits were stored,
+** specialization, top tokens, co-activation, transitions).  path names the
+** file in messages.  AN_E_NOTFOUND: "run 7 is not in FILE" / "tag 'x' has
+** no runs in FILE". */
+AnStatus an_db_stats(Db *db, const char *path, int64_t run, const char *tag,
+                     const AnStatsParams *p, AnStats **out, AnDbInfo *info,
+                     AnErr *err);
+
+/* Contrast the complete runs tagged tag_a against those tagged tag_b, one
+** AnLoad per run from the aggregates.  AN_E_NOTFOUND names the tag with no
+** (complete) runs; AN_E_DATA names a run whose model shape differs. */
+AnStatus an_db_contrast(Db *db, const char *path, const char *tag_a,
+                        const char *tag_b, const AnContrastParams *p,
+                        AnContrast **out, AnDbInfo *info, AnErr *err);
+
+/* Diff of two runs from their tokens and raw routes. */
+AnStatus an_db_diff(Db *db, const char *path, int64_t run_a, int64_t run_b,
+                    AnDiff **out, AnDbInfo *info, AnErr *err);
+
+/* The tokens and routes of runs[0..n-1] as one table (row run index = index
+** in runs), MoE layers as in info (which must have n_layer/layer_of set, or
+** n_layer == 0 to detect them from the first run); token texts are added to
+** info.  NULL + err on failure. */
+AnRoutes *an_db_routes(Db *db, const char *path, const int64_t *runs, int n,
+                       AnDbInfo *info, AnErr *err);
 
 #endif

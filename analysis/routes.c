@@ -192,6 +192,33 @@ int64_t an_routes_add_pos(AnRoutes *r, int run, int pos, int32_t token,
     return i;
 }
 
+/* Re-lay the expert and weight arrays with a wider stride k (a run whose
+** top-k was overridden upward).  -1 on no memory (table unchanged). */
+static int routes_widen(AnRoutes *r, int k)
+{
+    size_t rows = (size_t)(r->cap ? r->cap : 1) * (size_t)r->n_layer;
+    size_t K0 = (size_t)r->k_max, K1 = (size_t)k;
+    uint16_t *ex = calloc(rows * K1, sizeof *ex);
+    float *w = calloc(rows * K1, sizeof *w);
+    if (!ex || !w) {
+        free(ex);
+        free(w);
+        return -1;
+    }
+    for (size_t q = 0; q < (size_t)r->n_pos * (size_t)r->n_layer; q++) {
+        memcpy(ex + q * K1, r->experts + q * K0, K0 * sizeof *ex);
+        memcpy(w + q * K1, r->weights + q * K0, K0 * sizeof *w);
+    }
+    free(r->experts);
+    free(r->weights);
+    r->experts = ex;
+    r->weights = w;
+    r->k_max = k;
+    hint_huge(r->experts, rows * K1 * sizeof *ex);
+    hint_huge(r->weights, rows * K1 * sizeof *w);
+    return 0;
+}
+
 AnStatus an_routes_set(AnRoutes *r, int64_t i, int l, int k,
                        const int32_t *experts, const float *weights,
                        const float *logits, AnErr *err)
@@ -202,9 +229,13 @@ AnStatus an_routes_set(AnRoutes *r, int64_t i, int l, int k,
     if (l < 0 || l >= r->n_layer)
         return an_fail(err, AN_E_ARG, "an_routes_set: layer %d, expected 0..%d", l,
                        r->n_layer - 1);
-    if (k < 1 || k > r->k_max)
+    if (k < 1 || k > r->n_expert || k > 255)
         return an_fail(err, AN_E_DATA, "an_routes_set: row %lld layer %d: %d experts chosen, "
-                       "expected 1..%d", (long long)i, l, k, r->k_max);
+                       "expected 1..%d", (long long)i, l, k,
+                       r->n_expert < 255 ? r->n_expert : 255);
+    if (k > r->k_max && routes_widen(r, k))
+        return an_fail(err, AN_E_NOMEM, "an_routes_set: out of memory widening to %d experts "
+                       "per route", k);
     for (int j = 0; j < k; j++) {
         if (experts[j] < 0 || experts[j] >= r->n_expert)
             return an_fail(err, AN_E_DATA, "an_routes_set: row %lld layer %d: expert %d, "
