@@ -557,12 +557,12 @@ AnStatus an_db_stats(Db *db, const char *path, int64_t run, const char *tag,
         st = set_layers(info, seen, dl.n_layer > 0 ? dl.n_layer : 1, err);
         free(seen);
         AnLoad *ld = st ? NULL : load_from_db(&dl, info, dl.n_expert > 0 ? dl.n_expert : 1, err);
+        info->n_runs = dl.n_runs;
         db_load_free(&dl);
         if (ld) {
             *out = an_stats_from_load(ld, err);
             an_load_free(ld);
         }
-        info->n_runs = dl.n_runs;
         info->n_skipped = rl.n - n_complete;
         free(rl.v);
         return *out ? AN_OK : (err ? err->status : AN_E_NOMEM);

@@ -17,6 +17,9 @@ typedef struct {
 static const Cmd cmds[] = {
     /* entries are added as the subcommands land */
     { "export", tui_cmd_export, "stream runs/tokens/routes/load from a db as csv or jsonl" },
+    { "stats", tui_cmd_stats, "load, balance, router entropy, specialization of runs" },
+    { "contrast", tui_cmd_contrast, "experts that separate two tagged run sets" },
+    { "diff", tui_cmd_diff, "compare two runs: divergence, expert sets, load, logprobs" },
     { NULL, NULL, NULL },
 };
 
