@@ -321,6 +321,45 @@ static AnLoad *load_from_db(const DbLoad *dl, const AnDbInfo *info, int n_expert
     return ld;
 }
 
+/* Positions without a route: the engine samples the last generated token
+** but never evaluates it, so the last position of a run may have no route.
+** Looks it up (one indexed read) and subtracts it from ld's routed counts
+** of the run's last split. */
+static int count_cb(void *user, int64_t run, const DbRoute *r)
+{
+    (void)run;
+    (void)r;
+    ++*(int *)user;
+    return 0;
+}
+
+static AnStatus fix_tail(Db *db, const RunRec *rr, const AnDbInfo *info, AnLoad *ld, AnErr *err)
+{
+    if (rr->n_pos <= 0 || info->n_layer < 1)
+        return AN_OK;
+    int n = 0;
+    DbErr de = { 0 };
+    int32_t last = (int32_t)(rr->n_pos - 1);
+    if (db_routes(db, rr->id, last, last, info->layer_of[0], count_cb, &n, &de) != DB_OK)
+        return db_fail(err, "reading routes", &de);
+    if (n)
+        return AN_OK;
+    /* the last position is generated when the run generated anything */
+    DbRun dr;
+    if (db_run_get(db, rr->id, &dr, &de) != DB_OK)
+        return db_fail(err, "reading a run", &de);
+    int sp = dr.n_gen > 0 ? AN_SPLIT_GEN : AN_SPLIT_PROMPT;
+    db_run_free(&dr);
+    const size_t L = (size_t)ld->n_layer;
+    for (size_t l = 0; l < L; l++) {
+        if (ld->n_routed[(size_t)sp * L + l] > 0)
+            ld->n_routed[(size_t)sp * L + l]--;
+        if (ld->n_routed[l] > 0)
+            ld->n_routed[l]--;
+    }
+    return AN_OK;
+}
+
 /* ---- routes + tokens --------------------------------------------------- */
 
 typedef struct {
@@ -557,6 +596,11 @@ AnStatus an_db_stats(Db *db, const char *path, int64_t run, const char *tag,
         st = set_layers(info, seen, dl.n_layer > 0 ? dl.n_layer : 1, err);
         free(seen);
         AnLoad *ld = st ? NULL : load_from_db(&dl, info, dl.n_expert > 0 ? dl.n_expert : 1, err);
+        for (int i = 0; ld && i < rl.n; i++)
+            if (rl.v[i].status == DB_RUN_COMPLETE && fix_tail(db, &rl.v[i], info, ld, err)) {
+                an_load_free(ld);
+                ld = NULL;
+            }
         info->n_runs = dl.n_runs;
         db_load_free(&dl);
         if (ld) {
@@ -661,9 +705,12 @@ AnStatus an_db_contrast(Db *db, const char *path, const char *tag_a, const char 
     }
     if (!st)
         st = set_layers(info, seen, first->n_layer > 0 ? first->n_layer : 1, err);
-    for (int i = 0; i < (int)N && !st; i++)
+    for (int i = 0; i < (int)N && !st; i++) {
         if (!(ld[i] = load_from_db(&dl[i], info, first->n_expert > 0 ? first->n_expert : 1, err)))
             st = err ? err->status : AN_E_NOMEM;
+        else
+            st = fix_tail(db, i < ra.n ? &ra.v[i] : &rb.v[i - ra.n], info, ld[i], err);
+    }
     if (!st) {
         *out = an_contrast((const AnLoad *const *)ld, ra.n, (const AnLoad *const *)ld + ra.n,
                            rb.n, p, err);

@@ -12,6 +12,8 @@
 **    3    b    2  30 ... 39                      −0.1·p
 **    4    b    4  30 ... 39                      −0.1·p
 **    5    c    —  (left running: not complete)
+**    6    d    5  30 ... 39; the last (generated) token has no route, as
+**                  when the engine samples a token it never evaluates
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -40,8 +42,8 @@ static void near(double got, double want, double tol, const char *what)
         fail_msg("%s: got %.9g want %.9g", what, got, want);
 }
 
-static void log_run(Db *db, int64_t model, const char *tag, int c0, const int32_t *tok,
-                    float lp_step, int logits, int finish)
+static void log_run_n(Db *db, int64_t model, const char *tag, int c0, const int32_t *tok,
+                      float lp_step, int logits, int finish, int n_routed)
 {
     DbErr err = { 0 };
     DbRunInfo ri = { .model = model, .tag = tag, .prompt = "p", .flags = logits ? DB_RUN_LOGITS : 0 };
@@ -53,6 +55,8 @@ static void log_run(Db *db, int64_t model, const char *tag, int c0, const int32_
         DbToken t = { .pos = p, .token = tok[p], .is_prompt = p < 2, .piece = piece,
                       .piece_len = -1, .logprob = p < 2 ? NAN : lp_step * (float)p };
         assert_int_equal(db_log_token(lg, &t), DB_OK);
+        if (p >= n_routed)
+            continue;
         int32_t e = p < c0 ? 0 : 1;
         float w = 1.0f, lg2[2] = { 0, 0 };
         DbRoute rt = { .pos = p, .layer = 1, .is_prompt = p < 2, .k = 1, .experts = &e,
@@ -66,6 +70,12 @@ static void log_run(Db *db, int64_t model, const char *tag, int c0, const int32_
         assert_int_equal(db_log_flush(lg, &err), DB_OK);
         db_log_finish(lg, DB_RUN_FAILED, NULL, &err);
     }
+}
+
+static void log_run(Db *db, int64_t model, const char *tag, int c0, const int32_t *tok,
+                    float lp_step, int logits, int finish)
+{
+    log_run_n(db, model, tag, c0, tok, lp_step, logits, finish, 10);
 }
 
 static int setup(void **st)
@@ -90,6 +100,7 @@ static int setup(void **st)
     log_run(db, m.id, "b", 2, t3, -0.1f, 0, 1);
     log_run(db, m.id, "b", 4, t3, -0.1f, 0, 1);
     log_run(db, m.id, "c", 5, t3, -0.1f, 0, 0);
+    log_run_n(db, m.id, "d", 5, t3, -0.1f, 0, 1, 9);
     db_close(db);
     return 0;
 }
@@ -178,6 +189,13 @@ static void test_db_stats_run_matches_hand(void **st)
     near(s->layer[0].router_entropy, log(2.0), 1e-6, "router entropy run 1");
     near(s->layer[0].top1_prob, 0.5, 1e-6, "top-1 run 1");
     near(s->coact[0], 8, 0, "coact e0,e0 run 1");
+    an_stats_free(s);
+    an_db_info_done(&info);
+    /* tag d: 9 positions routed (2 prompt, 7 generated), e0 5, e1 4 */
+    assert_int_equal(an_db_stats(db, g_db, 0, "d", NULL, &s, &info, &err), AN_OK);
+    assert_int_equal(s->layer[AN_SPLIT_ALL].n_tok, 9);
+    assert_int_equal(s->layer[AN_SPLIT_GEN].n_tok, 7);
+    assert_int_equal(s->load->count[1], 4);
     an_stats_free(s);
     an_db_info_done(&info);
     /* tag a: e0 8+6 = 14 of 20 */
