@@ -11,6 +11,13 @@
 **   diff      two 10k-position runs
 ** Tokens follow a Zipf-like law over 32k ids; half of each route is drawn
 ** from a token-dependent block of experts so specialization is non-trivial.
+**
+** End to end: the bench then writes the same kind of log into a database
+** (BENCH_AN_DB_TOKENS positions, default 1M, in runs of 1000 under tags
+** "a" and "b"; written in BENCH_AN_DB_DIR, default /tmp, removed after) and
+** times the subcommands' work from the open database to the formatted
+** output: stats of everything and of one tag (aggregates), contrast a vs b,
+** stats --routes of one run, diff of two runs.
 */
 #include <math.h>
 #include <stdint.h>
@@ -19,6 +26,9 @@
 #include <time.h>
 
 #include "analysis/an.h"
+#include "db/db.h"
+
+#include <unistd.h>
 
 enum { N_POS = 1000000, N_LAYER = 16, N_EXPERT = 64, K = 8, N_VOCAB = 32000, N_RUN = 100 };
 
@@ -49,6 +59,166 @@ static double cpu_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* One synthetic route: K distinct experts, half from a token-dependent
+** block. */
+static void synth_route(int32_t tok, int l, int32_t *ex)
+{
+    uint64_t mask = 0;
+    int base = (int)((uint32_t)(tok * 7 + l * 13) % N_EXPERT);
+    for (int j = 0; j < K;) {
+        uint64_t x = next();
+        int e = (x & 1) ? (base + (int)((x >> 1) % 8)) % N_EXPERT : (int)((x >> 8) % N_EXPERT);
+        if (mask >> e & 1)
+            continue;
+        mask |= 1ull << e;
+        ex[j++] = e;
+    }
+}
+
+static int32_t synth_token(void)
+{
+    /* Zipf-like: id = floor(N_VOCAB^u) − 1 for uniform u */
+    double u = (double)(next() >> 11) / 9007199254740992.0;
+    return (int32_t)pow(N_VOCAB, u) - 1;
+}
+
+/* Write the end-to-end database; returns 0 or -1 with a message. */
+static int write_db(const char *path, long n_tok)
+{
+    DbErr err = { 0 };
+    Db *db = db_open(path, DB_OPEN_CREATE, &err);
+    if (!db) {
+        fprintf(stderr, "bench_an: %s\n", err.msg);
+        return -1;
+    }
+    DbModel m = { 0, "synthetic-16x64.gguf", "synthetic", "olmoe", 1, 0xa11, N_LAYER, N_EXPERT, K };
+    if (db_model_register(db, &m, &err) != DB_OK) {
+        fprintf(stderr, "bench_an: %s\n", err.msg);
+        db_close(db);
+        return -1;
+    }
+    int32_t ex[N_LAYER][K];
+    float w[K];
+    for (int j = 0; j < K; j++)
+        w[j] = 1.0f / K;
+    long n_runs = (n_tok + 999) / 1000;
+    for (long r = 0; r < n_runs; r++) {
+        DbRunInfo ri = { .model = m.id, .tag = r % 2 ? "b" : "a", .prompt = "synthetic" };
+        DbLog *lg = db_log_begin(db, &ri, 0, &err);
+        if (!lg) {
+            fprintf(stderr, "bench_an: %s\n", err.msg);
+            db_close(db);
+            return -1;
+        }
+        long n = n_tok - r * 1000 < 1000 ? n_tok - r * 1000 : 1000;
+        DbStatus s = DB_OK;
+        for (long p = 0; p < n && s == DB_OK; p++) {
+            DbToken t = { .pos = (int32_t)p, .token = synth_token(), .is_prompt = p < 50,
+                          .piece = "x", .piece_len = 1, .logprob = -1.0f };
+            s = db_log_token(lg, &t);
+            for (int l = 0; l < N_LAYER && s == DB_OK; l++) {
+                /* in layer 3 a quarter of tag b's routes follow token 0's expert
+                ** block (39..46): something for contrast to find */
+                synth_route(r % 2 && l == 3 && (next() & 3) == 0 ? 0 : t.token, l, ex[l]);
+                DbRoute rt = { .pos = (int32_t)p, .layer = l, .is_prompt = p < 50, .k = K,
+                               .experts = ex[l], .weights = w, .shared_gate = NAN };
+                s = db_log_route(lg, &rt);
+            }
+        }
+        if (db_log_finish(lg, s == DB_OK ? DB_RUN_COMPLETE : DB_RUN_FAILED, NULL, &err) != DB_OK ||
+            s != DB_OK) {
+            fprintf(stderr, "bench_an: writing the database failed: %s\n", err.msg);
+            db_close(db);
+            return -1;
+        }
+    }
+    db_close(db);
+    return 0;
+}
+
+/* The end-to-end part; returns the seconds of `stats` over everything, or
+** -1 on failure. */
+static double bench_db(void)
+{
+    long n_tok = 1000000;
+    const char *env = getenv("BENCH_AN_DB_TOKENS");
+    if (env && atol(env) > 0)
+        n_tok = atol(env);
+    const char *dir = getenv("BENCH_AN_DB_DIR") ? getenv("BENCH_AN_DB_DIR") : "/tmp";
+    char path[512], side[600];
+    snprintf(path, sizeof path, "%s/moescope-bench-an-%ld.db", dir, (long)getpid());
+    double t0 = now();
+    if (write_db(path, n_tok))
+        return -1;
+    printf("bench_an: wrote %ld positions (%ld runs, tags a/b) to %s in %.1f s (not timed below)\n",
+           n_tok, (n_tok + 999) / 1000, path, now() - t0);
+    DbErr de = { 0 };
+    Db *db = db_open(path, DB_OPEN_READONLY, &de);
+    FILE *null = fopen("/dev/null", "w");
+    double t_all = -1;
+    if (!db || !null) {
+        fprintf(stderr, "bench_an: reopening %s failed\n", path);
+    } else {
+        AnErr err = { 0 };
+        AnDbInfo info;
+        AnStats *s = NULL;
+        const char *what[2] = { NULL, "a" };
+        for (int i = 0; i < 2; i++) {
+            t0 = now();
+            AnStatus st = an_db_stats(db, path, 0, what[i], NULL, &s, &info, &err);
+            AnLabels lb = an_db_labels(&info);
+            if (!st)
+                an_write_stats(null, s, AN_FMT_TABLE, &lb);
+            double t = now() - t0;
+            printf("bench_an: e2e stats %s%s%s (%lld positions, aggregates): %.3f s%s%s\n",
+                   what[i] ? "--tag " : "(all runs)", what[i] ? what[i] : "", "",
+                   s ? (long long)s->load->n_pos[0] : 0LL, t, st ? " FAILED: " : "",
+                   st ? err.msg : "");
+            if (i == 0)
+                t_all = st ? -1 : t;
+            an_stats_free(s);
+            an_db_info_done(&info);
+        }
+        AnContrast *c = NULL;
+        AnContrastParams cp = { .min_count = 10, .n_perm = 1000, .seed = 1 };
+        t0 = now();
+        AnStatus st = an_db_contrast(db, path, "b", "a", &cp, &c, &info, &err);
+        if (!st)
+            an_write_contrast(null, c, 20, AN_FMT_TABLE, NULL);
+        printf("bench_an: e2e contrast b vs a (1000 permutations): %.3f s%s%s",
+               now() - t0, st ? " FAILED: " : "", st ? err.msg : "");
+        if (!st && c->n_row)
+            printf("  [top: layer %d expert %d, Δ %.4f, q %.4f]", info.layer_of[c->row[0].layer],
+                   c->row[0].expert, c->row[0].delta, c->row[0].q_value);
+        printf("\n");
+        an_contrast_free(c);
+        an_db_info_done(&info);
+        AnStatsParams rp = { .want_routes = 1, .want_pairs = 1 };
+        t0 = now();
+        st = an_db_stats(db, path, 1, NULL, &rp, &s, &info, &err);
+        printf("bench_an: e2e stats --run 1 --pairs (1000 positions from raw routes): %.3f s%s%s\n",
+               now() - t0, st ? " FAILED: " : "", st ? err.msg : "");
+        an_stats_free(s);
+        an_db_info_done(&info);
+        AnDiff *d = NULL;
+        t0 = now();
+        st = an_db_diff(db, path, 1, 3, &d, &info, &err);
+        printf("bench_an: e2e diff 1 3: %.3f s%s%s\n", now() - t0, st ? " FAILED: " : "",
+               st ? err.msg : "");
+        an_diff_free(d);
+        an_db_info_done(&info);
+    }
+    if (null)
+        fclose(null);
+    db_close(db);
+    unlink(path);
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+    return t_all;
+}
+
 int main(void)
 {
     AnErr err;
@@ -63,23 +233,12 @@ int main(void)
     for (int j = 0; j < K; j++)
         w[j] = 1.0f / K;
     for (int i = 0; i < N_POS; i++) {
-        /* Zipf-like: id = floor(N_VOCAB^u) − 1 for uniform u */
-        double u = (double)(next() >> 11) / 9007199254740992.0;
-        int32_t tok = (int32_t)pow(N_VOCAB, u) - 1;
+        int32_t tok = synth_token();
         int run = i / (N_POS / N_RUN);
         int pos = i % (N_POS / N_RUN);
         int64_t row = an_routes_add_pos(r, run, pos, tok, pos < 200, -1.0f, &err);
         for (int l = 0; l < N_LAYER; l++) {
-            uint64_t mask = 0;
-            int base = (int)((uint32_t)(tok * 7 + l * 13) % N_EXPERT);
-            for (int j = 0; j < K;) {
-                uint64_t x = next();
-                int e = (x & 1) ? (base + (int)((x >> 1) % 8)) % N_EXPERT : (int)((x >> 8) % N_EXPERT);
-                if (mask >> e & 1)
-                    continue;
-                mask |= 1ull << e;
-                ex[j++] = e;
-            }
+            synth_route(tok, l, ex);
             if (an_routes_set(r, row, l, K, ex, w, NULL, &err)) {
                 fprintf(stderr, "bench_an: %s\n", err.msg);
                 return 1;
@@ -165,8 +324,14 @@ int main(void)
     an_routes_free(b);
     an_routes_free(r);
 
+    double t_e2e = bench_db();
     if (t_stats >= 1.0) {
         fprintf(stderr, "bench_an: stats took %.3f s CPU, target < 1 s\n", t_stats);
+        return 1;
+    }
+    if (t_e2e < 0 || t_e2e >= 1.0) {
+        fprintf(stderr, "bench_an: end-to-end stats %s, target < 1 s\n",
+                t_e2e < 0 ? "failed" : "too slow");
         return 1;
     }
     return 0;
