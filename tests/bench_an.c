@@ -221,6 +221,7 @@ static double bench_db(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress shows when piped */
     AnErr err;
     double t0 = now();
     AnRoutes *r = an_routes_new(N_LAYER, N_EXPERT, K, 0, AN_GATE_SOFTMAX, N_POS, &err);

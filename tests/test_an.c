@@ -372,6 +372,34 @@ static void test_routes_bad_expert_is_rejected_with_message(void **st)
     an_routes_free(r);
 }
 
+static void test_routes_wider_route_widens_table_and_keeps_rows(void **st)
+{
+    (void)st;
+    AnErr err;
+    /* k_max 1, then a row with 3 experts (a top-k override): the table
+    ** re-lays its arrays with stride 3 and row 0 keeps its single expert */
+    AnRoutes *r = an_routes_new(2, 4, 1, 0, AN_GATE_SOFTMAX, 0, &err);
+    int32_t one = 2, three[3] = { 3, 0, 1 };
+    float w1 = 1.0f, w3[3] = { 0.5f, 0.3f, 0.2f };
+    an_routes_add_pos(r, 0, 0, 1, 1, NAN, &err);
+    an_routes_add_pos(r, 0, 1, 1, 0, NAN, &err);
+    assert_int_equal(an_routes_set(r, 0, 1, 1, &one, &w1, NULL, &err), AN_OK);
+    assert_int_equal(an_routes_set(r, 1, 0, 3, three, w3, NULL, &err), AN_OK);
+    assert_int_equal(r->k_max, 3);
+    assert_int_equal(r->experts[(0 * 2 + 1) * 3], 2);
+    assert_int_equal(r->experts[(1 * 2 + 0) * 3 + 2], 1);
+    near(r->weights[(1 * 2 + 0) * 3 + 1], 0.3, 1e-7, "widened weight");
+    /* loads see both: layer 0 e3 e0 e1 once; layer 1 e2 once */
+    AnLoad *ld = an_load_from_routes(r, -1, &err);
+    assert_int_equal(ld->count[0 * 4 + 3], 1);
+    assert_int_equal(ld->count[1 * 4 + 2], 1);
+    an_load_free(ld);
+    /* more experts than exist is still an error */
+    int32_t five[5] = { 0, 1, 2, 3, 0 };
+    assert_int_equal(an_routes_set(r, 0, 0, 5, five, NULL, NULL, &err), AN_E_DATA);
+    an_routes_free(r);
+}
+
 /* ---- contrast --------------------------------------------------------- */
 
 /* One layer, two experts, top-1, 10 positions per run:
@@ -622,6 +650,7 @@ int main(void)
         cmocka_unit_test(test_stats_one_expert_layer_is_defined),
         cmocka_unit_test(test_stats_empty_table_is_defined_and_prints_no_nan),
         cmocka_unit_test(test_routes_bad_expert_is_rejected_with_message),
+        cmocka_unit_test(test_routes_wider_route_widens_table_and_keeps_rows),
         cmocka_unit_test(test_contrast_two_sets_match_hand_values),
         cmocka_unit_test(test_contrast_identical_sets_give_zero_delta_and_p_one),
         cmocka_unit_test(test_contrast_zero_counts_and_min_count_threshold),

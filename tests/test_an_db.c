@@ -108,6 +108,10 @@ static int setup(void **st)
 static int teardown(void **st)
 {
     (void)st;
+    if (getenv("TEST_AN_DB_KEEP")) {   /* keep the database to look at it */
+        printf("kept %s\n", g_db);
+        return 0;
+    }
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     return system(cmd) == 0 ? 0 : -1;
