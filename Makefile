@@ -68,7 +68,7 @@ test: $(TEST_BIN) $(BIN)
 	done; \
 	for s in $(E2E); do \
 	  echo "== $$s"; \
-	  if MOESCOPE=$(BIN) bash $$s; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$s"; fi; \
+	  if MOESCOPE=$(CURDIR)/$(BIN) bash $$s; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$s"; fi; \
 	done; \
 	echo "test suites: $$pass passed, $$fail failed"; \
 	test $$fail -eq 0
@@ -81,7 +81,7 @@ asan:
 
 bench: $(BENCH_BIN) $(BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
-	@if [ -f tests/bench.sh ]; then MOESCOPE=$(BIN) bash tests/bench.sh; fi
+	@if [ -f tests/bench.sh ]; then MOESCOPE=$(CURDIR)/$(BIN) bash tests/bench.sh; fi
 
 demo: $(BIN)
 	@bash samples/demo.sh
