@@ -18,6 +18,7 @@ static const Cmd cmds[] = {
     { "info", tui_cmd_info, "describe a GGUF model: architecture, experts, tokenizer, tensors" },
     { "run", tui_cmd_run, "generate from prompts (with interventions), record every route" },
     { "export", tui_cmd_export, "stream runs/tokens/routes/load from a db as csv or jsonl" },
+    { "import", tui_cmd_import, "import a moetrace routing trace (vLLM, SGLang, HF) as runs" },
     { NULL, NULL, NULL },
 };
 
