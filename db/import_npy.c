@@ -140,7 +140,7 @@ static DbStatus parse_descr(DbNpy *a, const char *d, DbErr *err)
         return bad(err, a->name, "header field 'descr'",
                    "'%s': a %d-byte type needs a byte order ('<' or '>')", d, a->itemsize);
     a->swap = a->itemsize > 1 && (d[0] == '=' ? 0 : big == db_host_le());
-    snprintf(a->descr, sizeof a->descr, "%s", d);
+    memcpy(a->descr, d, 4);      /* n == 3 checked above, plus the NUL */
     return DB_OK;
 }
 
