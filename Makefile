@@ -8,7 +8,7 @@
 
 CC      ?= cc
 BUILD   ?= build
-PKGS     = ncursesw sqlite3 openblas
+PKGS     = ncursesw sqlite3 openblas jansson
 
 # Flags live here and only here.
 OPT      ?= -O2

@@ -24,6 +24,7 @@ static const Cmd cmds[] = {
     { "stats", tui_cmd_stats, "load, balance, router entropy, specialization of runs" },
     { "contrast", tui_cmd_contrast, "experts that separate two tagged run sets" },
     { "diff", tui_cmd_diff, "compare two runs: divergence, expert sets, load, logprobs" },
+    { "import", tui_cmd_import, "import a moetrace routing trace (vLLM, SGLang, HF) as runs" },
     { NULL, NULL, NULL },
 };
 
