@@ -48,15 +48,21 @@ moescope: $(BIN)
 endif
 
 $(BIN): $(BUILD)/tui/main.o $(TUI_OBJ) $(LIB_OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(V),,echo "  LD    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# V=1 shows the full commands
+Q = $(if $(V),,@)
 
 $(BUILD)/%.o: %.c $(HDRS) Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@$(if $(V),,echo "  CC    $<")
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/%.c $(TUI_OBJ) $(LIB_OBJ) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(TUI_OBJ) $(LIB_OBJ) $(LDLIBS) -lcmocka
+	@$(if $(V),,echo "  LD    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TUI_OBJ) $(LIB_OBJ) $(LDLIBS) -lcmocka
 
 # make test: every unit test binary, then the end-to-end scripts.  Each test
 # runs from the top of the checkout so data paths are tests/data/...
