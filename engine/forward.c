@@ -56,7 +56,8 @@ struct EngCtx {
     int tmp_w;
     float *ffo;                 /* (B, E) FFN / attention projection output */
     float *rl;                  /* (B, n_expert) router logits */
-    float *sc;                  /* (n_threads, n_ctx) attention scores */
+    float *sc;                  /* (n_threads, sc_w) attention scores */
+    size_t sc_w;                /* floats of score scratch per thread */
     float *dq;                  /* (n_threads, MM_RB, dq_w) dequantized rows */
     int dq_w;
     /* MoE */
@@ -253,6 +254,37 @@ typedef struct {
     const Layer *ly;
 } AttJob;
 
+/* Softmax of one row of scaled scores over keys lo..p, with an optional
+** sink logit that takes probability mass; entries outside are zeroed when
+** zero_out (the sgemm path multiplies the whole row). */
+static void att_softmax(float *sc, int lo, int p, int n_row, int has_sink, float sink, int zero_out)
+{
+    float mx = has_sink ? sink : -INFINITY;
+    for (int s = lo; s <= p; s++)
+        if (sc[s] > mx)
+            mx = sc[s];
+    double sum = has_sink ? (double)expf(sink - mx) : 0.0;
+    for (int s = lo; s <= p; s++) {
+        sc[s] = expf(sc[s] - mx);
+        sum += sc[s];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int s = lo; s <= p; s++)
+        sc[s] *= inv;
+    if (zero_out) {
+        for (int s = 0; s < lo; s++)
+            sc[s] = 0;
+        for (int s = p + 1; s < n_row; s++)
+            sc[s] = 0;
+    }
+}
+
+static int att_lo(const EngModel *m, const Layer *ly, int p)
+{
+    return (ly->swa && m->n_swa > 0 && p - m->n_swa + 1 > 0) ? p - m->n_swa + 1 : 0;
+}
+
+/* One token at a time (decode, small batches): work items are (token, head). */
 static void att_task(void *arg, int ith, int nth)
 {
     AttJob *j = arg;
@@ -264,50 +296,66 @@ static void att_task(void *arg, int ith, int nth)
     int mla = I->arch == ENG_ARCH_DEEPSEEK2;
     const float *kc = c->kc + (size_t)j->il * (size_t)c->n_ctx * (size_t)c->kv_k;
     const float *vc = c->vc + (size_t)j->il * (size_t)c->n_ctx * (size_t)c->kv_v;
-    float *sc = c->sc + (size_t)ith * (size_t)c->n_ctx;
+    float *sc = c->sc + (size_t)ith * (size_t)c->sc_w;
+    EngQDotFn dot = c->kern->dot[QT_F32];
     int total = j->B * H;
     for (int w = ith; w < total; w += nth) {
         int t = w / H, h = w % H;
         int p = j->pos0 + t;
         int hkv = mla ? h : h / grp;
         const float *q = c->q + (size_t)t * (size_t)(H * hk) + (size_t)h * (size_t)hk;
-        int lo = 0;
-        if (j->ly->swa && m->n_swa > 0 && p - m->n_swa + 1 > 0)
-            lo = p - m->n_swa + 1;
-        float mx = -INFINITY;
-        for (int s = lo; s <= p; s++) {
-            const float *kk = kc + (size_t)s * (size_t)c->kv_k + (size_t)hkv * (size_t)hk;
-            float d = 0;
-            for (int i = 0; i < hk; i++)
-                d += q[i] * kk[i];
-            d *= m->kq_scale;
-            sc[s] = d;
-            if (d > mx)
-                mx = d;
-        }
-        float sink = 0;
+        int lo = att_lo(m, j->ly, p);
+        for (int s = lo; s <= p; s++)
+            sc[s] = dot(kc + (size_t)s * (size_t)c->kv_k + (size_t)hkv * (size_t)hk, q, hk) * m->kq_scale;
         int has_sink = j->ly->sinks.data != NULL;
-        if (has_sink) {
-            sink = vec_get(&j->ly->sinks, h);
-            if (sink > mx)
-                mx = sink;
-        }
-        double sum = 0;
-        for (int s = lo; s <= p; s++) {
-            sc[s] = expf(sc[s] - mx);
-            sum += sc[s];
-        }
-        if (has_sink)
-            sum += expf(sink - mx);
-        float inv = (float)(1.0 / sum);
+        att_softmax(sc, lo, p, p + 1, has_sink, has_sink ? vec_get(&j->ly->sinks, h) : 0, 0);
         float *o = c->att + (size_t)t * (size_t)(H * hv) + (size_t)h * (size_t)hv;
         for (int i = 0; i < hv; i++)
             o[i] = 0;
         for (int s = lo; s <= p; s++) {
             const float *vv = vc + (size_t)s * (size_t)c->kv_v + (size_t)hkv * (size_t)hv;
-            float a = sc[s] * inv;
+            float a = sc[s];
             for (int i = 0; i < hv; i++)
                 o[i] += a * vv[i];
+        }
+    }
+}
+
+/* Prompt batches: per head, scores = Q K^T and output = softmax(scores) V as
+** two sgemm calls over blocks of rows that fit the per-thread scratch. */
+static void att_task_gemm(void *arg, int ith, int nth)
+{
+    AttJob *j = arg;
+    EngCtx *c = j->c;
+    const EngModel *m = c->m;
+    const EngInfo *I = &m->info;
+    int H = I->n_head, hk = I->head_dim_k, hv = I->head_dim_v;
+    int grp = I->n_head / I->n_head_kv;
+    int mla = I->arch == ENG_ARCH_DEEPSEEK2;
+    const float *kc = c->kc + (size_t)j->il * (size_t)c->n_ctx * (size_t)c->kv_k;
+    const float *vc = c->vc + (size_t)j->il * (size_t)c->n_ctx * (size_t)c->kv_v;
+    float *S = c->sc + (size_t)ith * (size_t)c->sc_w;
+    int P = j->pos0 + j->B;
+    int rows = (int)(c->sc_w / (size_t)P);
+    if (rows < 1)
+        rows = 1;
+    for (int h = ith; h < H; h += nth) {
+        int hkv = mla ? h : h / grp;
+        int has_sink = j->ly->sinks.data != NULL;
+        float sink = has_sink ? vec_get(&j->ly->sinks, h) : 0;
+        for (int t0 = 0; t0 < j->B; t0 += rows) {
+            int nb = j->B - t0 < rows ? j->B - t0 : rows;
+            int pmax = j->pos0 + t0 + nb;   /* keys any row of this block sees */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, pmax, hk, m->kq_scale,
+                        c->q + (size_t)t0 * (size_t)(H * hk) + (size_t)h * (size_t)hk, H * hk,
+                        kc + (size_t)hkv * (size_t)hk, c->kv_k, 0.0f, S, pmax);
+            for (int r = 0; r < nb; r++) {
+                int p = j->pos0 + t0 + r;
+                att_softmax(S + (size_t)r * (size_t)pmax, att_lo(m, j->ly, p), p, pmax, has_sink, sink, 1);
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, hv, pmax, 1.0f, S, pmax,
+                        vc + (size_t)hkv * (size_t)hv, c->kv_v, 0.0f,
+                        c->att + (size_t)t0 * (size_t)(H * hv) + (size_t)h * (size_t)hv, H * hv);
         }
     }
 }
@@ -430,10 +478,11 @@ static void attention(EngCtx *c, const Layer *ly, int il, int B, int pos0)
     else
         qkv_standard(c, ly, il, B, pos0);
     AttJob j = { c, il, B, pos0, ly };
-    if ((long)B * (pos0 + B) * I->n_head < 4096)
-        att_task(&j, 0, 1);
+    EngPoolFn fn = B >= 4 ? att_task_gemm : att_task;
+    if ((long)B * (pos0 + B) * I->n_head * I->head_dim_k < 65536 || c->n_threads == 1)
+        fn(&j, 0, 1);
     else
-        eng_pool_run(c->pool, att_task, &j);
+        eng_pool_run(c->pool, fn, &j);
     matmul(c, &ly->wo, c->att, B, I->n_head * I->head_dim_v, c->ffo, I->n_embd);
     for (int t = 0; t < B; t++)
         add_bias(c->ffo + (size_t)t * (size_t)I->n_embd, &ly->bo, I->n_embd);
@@ -630,6 +679,12 @@ static int ctx_alloc(EngCtx *c)
     if (m->qk_nope > dqw)
         dqw = m->qk_nope;
     c->dq_w = dqw;
+    /* attention scores: one row of n_ctx, or blocks of rows for sgemm (up to 4 MB) */
+    c->sc_w = (size_t)c->n_batch * (size_t)c->n_ctx;
+    if (c->sc_w > ((size_t)1 << 20))
+        c->sc_w = (size_t)1 << 20;
+    if (c->sc_w < (size_t)c->n_ctx)
+        c->sc_w = (size_t)c->n_ctx;
     c->exp_rows = c->n_batch * (I->n_expert_used > 1 ? I->n_expert_used : 1);
     size_t R = (size_t)c->exp_rows;
 #define A(p, n) (((p) = calloc(nz(n), sizeof *(p))) == NULL)
@@ -638,7 +693,7 @@ static int ctx_alloc(EngCtx *c)
         A(c->k, B * (size_t)c->kv_k) || A(c->v, B * (size_t)c->kv_v) ||
         A(c->att, B * H * (size_t)I->head_dim_v) || A(c->t1, B * (size_t)c->tmp_w) ||
         A(c->t2, B * (size_t)c->tmp_w) || A(c->ffo, B * E) || A(c->rl, B * NE) ||
-        A(c->sc, (size_t)c->n_threads * (size_t)c->n_ctx) ||
+        A(c->sc, (size_t)c->n_threads * c->sc_w) ||
         A(c->dq, (size_t)c->n_threads * (size_t)dqw * MM_RB) || A(c->sel, B * NE) ||
         A(c->selw, B * NE) || A(c->sels, B * NE) || A(c->selk, B) || A(c->ex_cnt, NE) ||
         A(c->ex_tok, NE * B) || A(c->ex_w, NE * B) || A(c->xg, R * E) || A(c->hg, R * F) ||

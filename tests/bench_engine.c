@@ -1,0 +1,255 @@
+/*
+** tests/bench_engine.c — speed of the engine, as llama-bench measures it
+** (prompt: 256 tokens in one batch; decode: 128 tokens one at a time), on
+** the sample (Q8_0 as shipped, and an F16 copy made with synth --from) and
+** a synthetic real-size model (about 1.7 GB, made once into build/bench/):
+**   - tokens/s without a route callback, with one, and logging every route
+**     and token into a database (the logging overhead);
+**   - peak RSS of each model's run (measured in a child process);
+**   - achieved memory bandwidth in decode (weight bytes read per token x
+**     tokens/s) against a STREAM-like copy measured here.
+** Figures vary with machine load; each is the best of 3 repetitions.
+** Environment: BENCH_THREADS (default 2), BENCH_BIG=0 skips the big model.
+*/
+#include "engine/eng.h"
+#include "engine/model.h"
+#include "engine/qtypes.h"
+#include "tui/cmds.h"
+#include "tui/gen.h"
+#include "tui/record.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NP 256
+#define NG 128
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static volatile uint64_t sink_count;
+static void count_route(void *u, const EngRoute *r)
+{
+    (void)u;
+    sink_count += (uint64_t)r->k + (uint64_t)r->experts[0];
+}
+
+/* Bytes of weights one decode step reads: every non-expert matrix, the
+** router, k of n experts per MoE layer, the shared experts, one embedding
+** row. */
+static double active_bytes(const EngModel *m)
+{
+    const EngInfo *I = eng_model_info(m);
+    double b = 0;
+    for (uint64_t i = 0; i < m->g->n_tensors; i++) {
+        const GgufTensor *t = &m->g->tensors[i];
+        if (strstr(t->name, "token_embd")) {
+            b += (double)t->nbytes / (double)t->ne[1];
+            if (m->output.data == m->tok_embd.data)
+                b += (double)t->nbytes;   /* tied: also the output matrix */
+        } else if (strstr(t->name, "_exps")) {
+            b += (double)t->nbytes * I->n_expert_used / I->n_expert;
+        } else if (!strstr(t->name, "nextn")) {
+            b += (double)t->nbytes;
+        }
+    }
+    return b;
+}
+
+typedef struct {
+    double pp, tg;          /* tokens/s */
+} Speed;
+
+/* mode 0: no callback, 1: route callback, 2: database logging */
+static Speed measure(EngModel *m, int threads, int mode, const char *dbpath)
+{
+    const EngInfo *I = eng_model_info(m);
+    Speed best = { 0, 0 };
+    EngErr err = { 0 };
+    EngCtxParams cp = { NP + NG + 8, threads, NP };
+    EngCtx *c = eng_ctx_new(m, &cp, &err);
+    if (!c) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        exit(1);
+    }
+    int32_t toks[NP];
+    uint64_t x = 12345;
+    for (int i = 0; i < NP; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        toks[i] = (int32_t)((x >> 33) % (uint64_t)I->n_vocab);
+    }
+    Recorder *rec = NULL;
+    if (mode == 2) {
+        RecOpts ro;
+        rec_opts_init(&ro);
+        ro.db_path = dbpath;
+        ro.tag = "bench";
+        if (rec_open("bench", &ro, m, m->path, &rec) < 0)
+            exit(1);
+    }
+    for (int rep = 0; rep < 3; rep++) {
+        GenHooks h = { 0 };
+        GenSettings gs;
+        gen_settings_default(&gs);
+        if (rec)
+            rec_begin(rec, "bench", 5, &gs, &h);
+        eng_ctx_reset(c);
+        eng_ctx_set_route_fn(c, mode == 1 ? count_route : h.on_route, h.user);
+        double t0 = now();
+        if (eng_decode(c, toks, NP, 1, NULL, &err) != ENG_OK) {
+            fprintf(stderr, "bench: %s\n", err.msg);
+            exit(1);
+        }
+        if (h.on_token)
+            for (int i = 0; i < NP; i++)
+                h.on_token(h.user, i, toks[i], 1, NAN, 0, NULL, NULL);
+        double t1 = now();
+        for (int i = 0; i < NG; i++) {
+            const float *l = eng_ctx_logits(c);
+            int32_t b = 0;
+            for (int v = 1; v < I->n_vocab; v++)
+                if (l[v] > l[b])
+                    b = v;
+            if (h.on_token) {
+                int32_t ids[5];
+                float lps[5];
+                float lp = eng_logprobs(l, I->n_vocab, b, 5, ids, lps);
+                h.on_token(h.user, NP + i, b, 0, lp, 5, ids, lps);
+            }
+            if (eng_decode(c, &b, 1, 0, NULL, &err) != ENG_OK) {
+                fprintf(stderr, "bench: %s\n", err.msg);
+                exit(1);
+            }
+        }
+        double t2 = now();
+        if (rec) {
+            GenStats st = { NP, NG, t1 - t0, t2 - t1, 0, 0, 0 };
+            rec_end(rec, 1, &st);
+        }
+        if (NP / (t1 - t0) > best.pp)
+            best.pp = NP / (t1 - t0);
+        if (NG / (t2 - t1) > best.tg)
+            best.tg = NG / (t2 - t1);
+    }
+    rec_close(rec);
+    eng_ctx_free(c);
+    return best;
+}
+
+static double stream_copy_gbs(void)
+{
+    size_t n = (size_t)256 << 20;
+    char *a = malloc(n), *b = malloc(n);
+    if (!a || !b)
+        return 0;
+    memset(a, 1, n);
+    memset(b, 2, n);
+    double best = 0;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now();
+        memcpy(b, a, n);
+        double t = now() - t0;
+        /* a copy reads n and writes n bytes */
+        if (2.0 * (double)n / t / 1e9 > best)
+            best = 2.0 * (double)n / t / 1e9;
+    }
+    free(a);
+    free(b);
+    return best;
+}
+
+static void bench_model(const char *label, const char *path, int threads, double stream)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        EngErr err = { 0 };
+        EngModel *m = eng_model_open(path, &err);
+        if (!m) {
+            fprintf(stderr, "bench: %s\n", err.msg);
+            _exit(1);
+        }
+        char db[] = "/tmp/moescope-bench-XXXXXX";
+        int fd = mkstemp(db);
+        close(fd);
+        unlink(db);
+        Speed s0 = measure(m, threads, 0, NULL);
+        Speed s1 = measure(m, threads, 1, NULL);
+        Speed s2 = measure(m, threads, 2, db);
+        double ab = active_bytes(m);
+        printf("%-28s %9.0f %9.0f %9.0f | %8.1f %8.1f %8.1f | %5.1f%% | %6.2f GB/s (%4.0f%%)",
+               label, s0.pp, s1.pp, s2.pp, s0.tg, s1.tg, s2.tg,
+               100.0 * (s0.tg - s2.tg) / s0.tg, ab * s0.tg / 1e9, 100.0 * ab * s0.tg / 1e9 / stream);
+        fflush(stdout);
+        eng_model_close(m);
+        char side[64];
+        unlink(db);
+        snprintf(side, sizeof side, "%s-wal", db);
+        unlink(side);
+        snprintf(side, sizeof side, "%s-shm", db);
+        unlink(side);
+        _exit(0);
+    }
+    int st;
+    struct rusage ru;
+    wait4(pid, &st, 0, &ru);
+    struct stat sb;
+    stat(path, &sb);
+    printf(" | %7.0f MB (file %.0f MB)\n", (double)ru.ru_maxrss / 1024.0, (double)sb.st_size / 1e6);
+}
+
+static int make_model(char **argv, int argc, const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) == 0)
+        return 0;
+    fprintf(stderr, "bench: creating %s\n", path);
+    int fd = dup(1);
+    freopen("/dev/null", "w", stdout);
+    int rc = tui_cmd_synth(argc, argv);
+    fflush(stdout);
+    dup2(fd, 1);
+    close(fd);
+    return rc;
+}
+
+int main(void)
+{
+    int threads = getenv("BENCH_THREADS") ? atoi(getenv("BENCH_THREADS")) : 2;
+    const char *big = getenv("BENCH_BIG");
+    mkdir("build", 0755);
+    mkdir("build/bench", 0755);
+    char *f16[] = { "synth", "--from", "samples/sample-q8_0.gguf", "--type", "f16", "-o",
+                    "build/bench/sample-f16.gguf" };
+    char *bigm[] = { "synth", "--arch", "olmoe", "--layers", "8", "--experts", "32", "--k", "4",
+                     "--embd", "2048", "--ff", "1024", "--heads", "16", "--vocab", "32000",
+                     "--type", "q8_0", "-o", "build/bench/olmoe-synth-q8_0.gguf" };
+    if (make_model(f16, 7, "build/bench/sample-f16.gguf") != 0)
+        return 1;
+    double stream = stream_copy_gbs();
+    printf("engine speed, %d threads, prompt %d tokens, decode %d tokens (best of 3)\n", threads, NP, NG);
+    printf("memory: STREAM-like copy %.1f GB/s (one thread)\n\n", stream);
+    printf("%-28s %9s %9s %9s | %8s %8s %8s | %6s | %-21s | %s\n", "model", "pp t/s", "+route",
+           "+db", "tg t/s", "+route", "+db", "db cost", "decode bandwidth", "peak RSS");
+    bench_model("sample Q8_0 (13.1M)", "samples/sample-q8_0.gguf", threads, stream);
+    bench_model("sample F16", "build/bench/sample-f16.gguf", threads, stream);
+    if (!(big && !strcmp(big, "0"))) {
+        if (make_model(bigm, 21, "build/bench/olmoe-synth-q8_0.gguf") != 0)
+            return 1;
+        bench_model("synth olmoe 1.6B Q8_0", "build/bench/olmoe-synth-q8_0.gguf", threads, stream);
+    }
+    printf("\nllama.cpp (llama-bench -p 256 -n 128, 2 threads, this machine kind): sample Q8_0\n"
+           "9659 pp / 2424 tg, sample F16 7843 / 2120.\n");
+    return 0;
+}
