@@ -297,7 +297,6 @@ static void att_task(void *arg, int ith, int nth)
     const float *kc = c->kc + (size_t)j->il * (size_t)c->n_ctx * (size_t)c->kv_k;
     const float *vc = c->vc + (size_t)j->il * (size_t)c->n_ctx * (size_t)c->kv_v;
     float *sc = c->sc + (size_t)ith * (size_t)c->sc_w;
-    EngQDotFn dot = c->kern->dot[QT_F32];
     int total = j->B * H;
     for (int w = ith; w < total; w += nth) {
         int t = w / H, h = w % H;
@@ -305,19 +304,17 @@ static void att_task(void *arg, int ith, int nth)
         int hkv = mla ? h : h / grp;
         const float *q = c->q + (size_t)t * (size_t)(H * hk) + (size_t)h * (size_t)hk;
         int lo = att_lo(m, j->ly, p);
-        for (int s = lo; s <= p; s++)
-            sc[s] = dot(kc + (size_t)s * (size_t)c->kv_k + (size_t)hkv * (size_t)hk, q, hk) * m->kq_scale;
+        int n = p - lo + 1;
+        /* scores over keys lo..p, then output = V^T softmax(scores) */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, n, hk, m->kq_scale,
+                    kc + (size_t)lo * (size_t)c->kv_k + (size_t)hkv * (size_t)hk, c->kv_k, q, 1,
+                    0.0f, sc + lo, 1);
         int has_sink = j->ly->sinks.data != NULL;
         att_softmax(sc, lo, p, p + 1, has_sink, has_sink ? vec_get(&j->ly->sinks, h) : 0, 0);
         float *o = c->att + (size_t)t * (size_t)(H * hv) + (size_t)h * (size_t)hv;
-        for (int i = 0; i < hv; i++)
-            o[i] = 0;
-        for (int s = lo; s <= p; s++) {
-            const float *vv = vc + (size_t)s * (size_t)c->kv_v + (size_t)hkv * (size_t)hv;
-            float a = sc[s];
-            for (int i = 0; i < hv; i++)
-                o[i] += a * vv[i];
-        }
+        cblas_sgemv(CblasRowMajor, CblasTrans, n, hv, 1.0f,
+                    vc + (size_t)lo * (size_t)c->kv_v + (size_t)hkv * (size_t)hv, c->kv_v,
+                    sc + lo, 1, 0.0f, o, 1);
     }
 }
 
