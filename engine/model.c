@@ -807,6 +807,15 @@ int eng_token_to_bytes(const EngModel *m, int32_t id, char *buf, int cap)
     return eng_tok_to_bytes(m->tok, id, buf, cap);
 }
 
+const char *eng_model_chat_template(const EngModel *m, size_t *len)
+{
+    GgufStr s;
+    if (gguf_get_str(m->g, "tokenizer.chat_template", &s) != 1)
+        return NULL;
+    *len = (size_t)s.len;
+    return s.ptr;
+}
+
 int eng_token_is_eog(const EngModel *m, int32_t id)
 {
     return eng_tok_is_eog(m->tok, id);

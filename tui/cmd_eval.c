@@ -200,9 +200,15 @@ int tui_cmd_eval(int argc, char **argv)
         size_t len = 0;
         GenStats st;
         GenHooks h;
-        if (rec_begin(rec, P[i], strlen(P[i]), &o.gs, &h) < 0)
+        char *fed = tui_prepare_prompt("eval", &o, m, P[i]);
+        if (!fed)
             goto out;
-        int r = gen_run(m, c, &o.gs, P[i], strlen(P[i]), &h, &text, &len, &st, &err);
+        if (rec_begin_fmt(rec, P[i], fed, &o.gs, &h) < 0) {
+            free(fed);
+            goto out;
+        }
+        int r = gen_run(m, c, &o.gs, fed, strlen(fed), &h, &text, &len, &st, &err);
+        free(fed);
         if (rec_end(rec, r == 0, &st) < 0 || r < 0) {
             if (r < 0)
                 fprintf(stderr, "moescope eval: %s line %d: %s\n", tsv, i + 1, err.msg);
@@ -260,7 +266,8 @@ static void ppl_usage(FILE *f)
                "  starting with BOS as the model says; texts longer than the context are\n"
                "  scored in consecutive windows.  Prints 'perplexity: X' and a 95 %%\n"
                "  interval from the standard error of the per-text mean log-likelihood\n"
-               "  (texts are the independent units).\n\n"
+               "  (texts are the independent units).  With --chat each text is the user's\n"
+               "  turn of a one-turn chat and the whole formatted text is scored.\n\n"
                "  -f FILE             the texts\n"
                "  --db FILE --tag T   also record the runs (off by default)\n%s",
             tui_genopts_help);
@@ -303,6 +310,7 @@ int tui_cmd_ppl(int argc, char **argv)
         fprintf(stderr, "moescope ppl: -f TEXTS is required\n");
         return 2;
     }
+
     char **T = NULL, e[512];
     int n = gen_read_prompts(file, &T, e, sizeof e);
     if (n < 0) {
@@ -349,21 +357,26 @@ int tui_cmd_ppl(int argc, char **argv)
     double nll = 0;
     long cnt = 0;
     for (int ti = 0; ti < n; ti++) {
-        size_t len = strlen(T[ti]);
-        int need = eng_tokenize(m, T[ti], len, 1, o.gs.parse_special, NULL, 0, &err);
-        if (need < 0) {
-            fprintf(stderr, "moescope ppl: %s line %d: %s\n", file, ti + 1, err.msg);
+        /* with --chat each text is the user's turn of a one-turn chat and
+        ** every token of the formatted conversation is scored */
+        char *fed = tui_prepare_prompt("ppl", &o, m, T[ti]);
+        if (!fed)
             goto out;
-        }
+        size_t len = strlen(fed);
+        int need = eng_tokenize(m, fed, len, !o.gs.skip_bos, o.gs.parse_special, NULL, 0, &err);
         free(toks);
-        toks = malloc((size_t)(need + 1) * sizeof *toks);
+        toks = need < 0 ? NULL : malloc((size_t)(need + 1) * sizeof *toks);
         if (!toks) {
-            fprintf(stderr, "moescope ppl: out of memory\n");
+            fprintf(stderr, "moescope ppl: %s line %d: %s\n", file, ti + 1,
+                    need < 0 ? err.msg : "out of memory");
+            free(fed);
             goto out;
         }
-        eng_tokenize(m, T[ti], len, 1, o.gs.parse_special, toks, need, &err);
+        eng_tokenize(m, fed, len, !o.gs.skip_bos, o.gs.parse_special, toks, need, &err);
         GenHooks h;
-        if (rec_begin(rec, T[ti], len, &o.gs, &h) < 0)
+        int rb = rec_begin_fmt(rec, T[ti], fed, &o.gs, &h);
+        free(fed);
+        if (rb < 0)
             goto out;
         eng_ctx_set_route_fn(c, h.on_route, h.user);
         GenStats st = { 0 };

@@ -108,11 +108,18 @@ int tui_cmd_run(int argc, char **argv)
         size_t len = 0;
         GenStats st;
         GenHooks h = { 0 };
-        if (rec_begin(rec, list[p], strlen(list[p]), &o.gs, &h) < 0) {
+        char *fed = tui_prepare_prompt("run", &o, m, list[p]);
+        if (!fed) {
             failed = 1;
             break;
         }
-        int r = gen_run(m, c, &o.gs, list[p], strlen(list[p]), &h, &text, &len, &st, &err);
+        if (rec_begin_fmt(rec, list[p], fed, &o.gs, &h) < 0) {
+            free(fed);
+            failed = 1;
+            break;
+        }
+        int r = gen_run(m, c, &o.gs, fed, strlen(fed), &h, &text, &len, &st, &err);
+        free(fed);
         if (rec_end(rec, r == 0, &st) < 0)
             failed = 1;
         if (r < 0) {

@@ -2,6 +2,7 @@
 ** tui/common.c — shared option handling for the generating subcommands.
 */
 #include "tui/common.h"
+#include "tui/chat.h"
 #include "tui/opts.h"
 
 #include <limits.h>
@@ -46,6 +47,9 @@ const char *tui_genopts_help =
     "  --route-top-p P[:C] route to the smallest set with gate mass >= P (at most C)\n"
     "  --scope S           where interventions apply: all, prompt, gen, from:T\n"
     "  --special           parse special-token text (<|...|>) in prompts\n"
+    "  --chat              wrap each prompt in the model's chat format (from its\n"
+    "                      tokenizer.chat_template: ChatML, Harmony, GLM-4, Llama-3,\n"
+    "                      Mistral, Phi-3); --system TEXT adds a system message\n"
     "  --ctx N             context size (default: min(trained, 4096))\n"
     "  -t N                threads (default 2)\n";
 
@@ -122,6 +126,11 @@ int tui_genopts_parse(const char *cmd, GenOpts *o, int argc, char **argv, int *i
         o->scope = v;
     } else if (!strcmp(a, "--special")) {
         o->gs.parse_special = 1;
+    } else if (!strcmp(a, "--chat")) {
+        o->chat = 1;
+    } else if (!strcmp(a, "--system")) {
+        VAL();
+        o->system = v;
     } else if (!strcmp(a, "--ctx")) {
         VAL();
         if (opt_int(cmd, a, v, 1, 1 << 24, &l) < 0)
@@ -212,4 +221,23 @@ char *tui_ivs_text(const EngIv *ivs, int n)
         }
     }
     return s;
+}
+
+char *tui_prepare_prompt(const char *cmd, GenOpts *o, const EngModel *m, const char *prompt)
+{
+    if (!o->chat) {
+        if (o->system)
+            fprintf(stderr, "moescope %s: --system needs --chat\n", cmd);
+        return o->system ? NULL : strdup(prompt);
+    }
+    char err[512];
+    int skip = 0;
+    char *t = chat_apply(m, o->system, prompt, &skip, err, sizeof err);
+    if (!t) {
+        fprintf(stderr, "moescope %s: %s\n", cmd, err);
+        return NULL;
+    }
+    o->gs.skip_bos = skip;
+    o->gs.parse_special = 1;
+    return t;
 }

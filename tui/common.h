@@ -25,6 +25,8 @@ typedef struct {
     double route_top_p;        /* 0 = off */
     long route_top_p_cap;
     const char *scope;
+    int chat;                  /* --chat: wrap prompts in the model's format */
+    const char *system;        /* --system TEXT */
     GenSettings gs;
 } GenOpts;
 
@@ -36,6 +38,11 @@ int tui_genopts_parse(const char *cmd, GenOpts *o, int argc, char **argv, int *i
 int tui_genopts_resolve(const char *cmd, GenOpts *o, const EngModel *m);
 /* Usage lines for these options. */
 extern const char *tui_genopts_help;
+
+/* The text to feed the model for prompt: with --chat the prompt wrapped in
+** the model's chat format (sets o->gs.skip_bos/parse_special), else a copy.
+** NULL after printing "moescope CMD: ..." on failure.  Free the result. */
+char *tui_prepare_prompt(const char *cmd, GenOpts *o, const EngModel *m, const char *prompt);
 
 /* Open a model; prints "moescope CMD: <message>" on failure. */
 EngModel *tui_open_model(const char *cmd, const char *path);

@@ -76,7 +76,7 @@ int gen_run(EngModel *m, EngCtx *c, const GenSettings *s, const char *prompt, si
     int32_t *toks = malloc((size_t)n_ctx * sizeof *toks);
     if (!toks)
         return gerr(err, ENG_E_NOMEM, "out of memory");
-    int n = eng_tokenize(m, prompt, prompt_len, 1, s->parse_special, toks, n_ctx, err);
+    int n = eng_tokenize(m, prompt, prompt_len, !s->skip_bos, s->parse_special, toks, n_ctx, err);
     if (n < 0)
         goto done;
     if (n == 0) {

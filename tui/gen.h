@@ -15,7 +15,8 @@ typedef struct {
     int n_predict;          /* tokens to generate (default 64) */
     int n_ctx;              /* 0 = engine default */
     int n_threads;
-    int parse_special;      /* --special */
+    int parse_special;      /* --special (and --chat) */
+    int skip_bos;           /* the text already starts with BOS (chat) */
     int stop_at_eog;        /* stop at EOS/EOT (default 1) */
     int stop_at_newline;    /* stop after the first generated '\n' (eval) */
     int prompt_logprobs;    /* compute logprobs of prompt tokens (ppl) */
