@@ -635,14 +635,54 @@ AnStatus an_db_stats(Db *db, const char *path, int64_t run, const char *tag,
 
 /* ---- contrast ---------------------------------------------------------- */
 
-/* Complete runs of a tag; AN_E_NOTFOUND naming the tag when it has none. */
+/* Complete runs of a tag, or of several tags given as "a,b,c" (a run set
+** made of tags: "math" against "english,german,c,python");
+** AN_E_NOTFOUND naming the tag when it has none. */
 static AnStatus tag_runs(Db *db, const char *path, const char *tag, RunList *rl, int *n_skip,
                          AnErr *err)
 {
-    DbSel sel = { .tag = tag };
-    AnStatus st = list_runs(db, &sel, rl, err);
-    if (st)
-        return st;
+    memset(rl, 0, sizeof *rl);
+    const char *p = tag;
+    do {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char one[256];
+        if (len == 0 || len >= sizeof one)
+            return an_fail(err, AN_E_ARG, "tag list '%s': empty or over-long tag", tag);
+        memcpy(one, p, len);
+        one[len] = 0;
+        DbSel sel = { .tag = one };
+        RunList part;
+        AnStatus st = list_runs(db, &sel, &part, err);
+        if (st) {
+            free(rl->v);
+            memset(rl, 0, sizeof *rl);
+            return st;
+        }
+        if (part.n == 0 && comma) {
+            free(part.v);
+            free(rl->v);
+            memset(rl, 0, sizeof *rl);
+            return an_fail(err, AN_E_NOTFOUND, "tag '%s' (in '%s') has no runs in %s", one, tag, path);
+        }
+        for (int i = 0; i < part.n; i++) {
+            if (rl->n == rl->cap) {
+                int cap = rl->cap ? rl->cap * 2 : 16;
+                RunRec *v = realloc(rl->v, (size_t)cap * sizeof *v);
+                if (!v) {
+                    free(part.v);
+                    free(rl->v);
+                    memset(rl, 0, sizeof *rl);
+                    return an_fail(err, AN_E_NOMEM, "listing runs: out of memory");
+                }
+                rl->v = v;
+                rl->cap = cap;
+            }
+            rl->v[rl->n++] = part.v[i];
+        }
+        free(part.v);
+        p = comma ? comma + 1 : NULL;
+    } while (p);
     int n = 0;
     for (int i = 0; i < rl->n; i++)
         if (rl->v[i].status == DB_RUN_COMPLETE)
