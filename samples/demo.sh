@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# make demo: record the sample model on a few prompts of each domain, then
-# show what the experts do: the arithmetic answer before and after switching
-# off the experts that the contrast finds for arithmetic.
+# make demo: record the sample model on prompts of each domain, find the
+# experts most specific to arithmetic, switch them off and show the answer
+# and the accuracy change, then open the app on the recorded runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${MOESCOPE:-./moescope}
@@ -9,9 +9,9 @@ db=${DEMO_DB:-build/demo.db}
 mkdir -p "$(dirname "$db")"
 rm -f "$db" "$db-wal" "$db-shm"
 
-echo "== Recording 8 prompts of each domain into $db"
+echo "== Recording 30 prompts of each domain into $db"
 for set in english german c python math; do
-    head -n 8 "samples/prompts/$set.txt" > "build/demo-$set.txt"
+    head -n 30 "samples/prompts/$set.txt" > "build/demo-$set.txt"
     "$bin" run -f "build/demo-$set.txt" --db "$db" --tag "$set" -n 24 --greedy -q > /dev/null
 done
 
@@ -23,16 +23,20 @@ printf 'And the LORD spake unto Moses, saying,\nDie Option --help zeigt\n#includ
 echo
 echo "== Arithmetic, greedy:"
 "$bin" run -p "347 + 128 =" -n 8 --greedy --db "$db" --tag steer
-if "$bin" contrast --help > /dev/null 2>&1; then
-    others="english"
-    ivs=$("$bin" contrast --db "$db" --a math --b english --top 4 --emit-interventions 2>/dev/null | tail -n 1)
-    if [ -n "$ivs" ]; then
-        echo
-        echo "== The same prompt with the most arithmetic-specific experts off ($ivs):"
-        # shellcheck disable=SC2086
-        "$bin" run -p "347 + 128 =" -n 8 --greedy --db "$db" --tag steer $ivs
-    fi
-fi
+ivs=$("$bin" contrast --db "$db" --a math --b english,german,c,python --top 4 --perm 0 --emit-interventions)
+echo
+echo "== The experts most specific to arithmetic (contrast against the other four domains):"
+"$bin" contrast --db "$db" --a math --b english,german,c,python --top 6 --perm 200
+echo
+echo "== The same prompt with those experts switched off ($ivs):"
+# shellcheck disable=SC2086
+"$bin" run -p "347 + 128 =" -n 8 --greedy --db "$db" --tag steer $ivs
+echo
+echo "== Arithmetic accuracy on 60 problems, before and after:"
+head -n 60 samples/prompts/math.tsv > build/demo-math.tsv
+"$bin" eval --tsv build/demo-math.tsv | head -n 1
+# shellcheck disable=SC2086
+"$bin" eval --tsv build/demo-math.tsv $ivs | head -n 1
 if "$bin" tui --help > /dev/null 2>&1 && [ -t 1 ]; then
     echo
     echo "== Opening the app on $db (q quits)"
