@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/gguf.h"
+
 typedef struct EngGw EngGw;
 
 /* Fill buf (nbytes) with tensor i's data; return 0, or -1 to abort. */
@@ -29,6 +31,8 @@ void eng_gw_arr_i32(EngGw *w, const char *key, const int32_t *v, int n);
 /* A key whose value bytes (GGUF encoding of `type`, for arrays including
 ** the element type and count) the caller already has. */
 void eng_gw_raw(EngGw *w, const char *key, uint32_t type, const void *val, size_t nbytes);
+/* Copy one key/value of a parsed file (engine/gguf.h), any type. */
+void eng_gw_copy_kv(EngGw *w, const GgufKV *kv);
 /* Declare a tensor; returns its index, or -1 (bad shape/type, or OOM). */
 int eng_gw_tensor(EngGw *w, const char *name, uint32_t type, int n_dims, const int64_t *ne);
 uint64_t eng_gw_tensor_bytes(const EngGw *w, int i);

@@ -388,52 +388,6 @@ static int parse_type(const char *v, uint32_t *t)
     return -1;
 }
 
-/* Copy one key of a parsed file into the writer. */
-static void copy_kv(EngGw *w, const GgufKV *kv)
-{
-    char key[512];
-    snprintf(key, sizeof key, "%.*s", (int)(kv->key.len < 511 ? kv->key.len : 511), kv->key.ptr);
-    static const int sz[GGUF_TYPE_COUNT] = { 1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8 };
-    if (kv->type == GGUF_TYPE_STRING) {
-        char *v = malloc((size_t)kv->strs[0].len + 1);
-        if (!v)
-            return;
-        memcpy(v, kv->strs[0].ptr, (size_t)kv->strs[0].len);
-        v[kv->strs[0].len] = 0;
-        eng_gw_str(w, key, v);
-        free(v);
-    } else if (kv->type == GGUF_TYPE_ARRAY && kv->arr_type == GGUF_TYPE_STRING) {
-        char **v = calloc((size_t)kv->n + 1, sizeof *v);
-        if (!v)
-            return;
-        for (uint64_t i = 0; i < kv->n; i++) {
-            v[i] = malloc((size_t)kv->strs[i].len + 1);
-            if (v[i]) {
-                memcpy(v[i], kv->strs[i].ptr, (size_t)kv->strs[i].len);
-                v[i][kv->strs[i].len] = 0;
-            }
-        }
-        eng_gw_arr_str(w, key, (const char *const *)v, (int)kv->n);
-        for (uint64_t i = 0; i < kv->n; i++)
-            free(v[i]);
-        free(v);
-    } else if (kv->type == GGUF_TYPE_ARRAY) {
-        size_t nb = (size_t)kv->n * (size_t)sz[kv->arr_type];
-        uint8_t *b = malloc(12 + nb);
-        if (!b)
-            return;
-        uint32_t at = kv->arr_type;
-        uint64_t n = kv->n;
-        memcpy(b, &at, 4);
-        memcpy(b + 4, &n, 8);
-        memcpy(b + 12, kv->data, nb);
-        eng_gw_raw(w, key, GGUF_TYPE_ARRAY, b, 12 + nb);
-        free(b);
-    } else {
-        eng_gw_raw(w, key, kv->type, kv->data, (size_t)sz[kv->type]);
-    }
-}
-
 int tui_cmd_synth(int argc, char **argv)
 {
     Synth s = { 0 };
@@ -545,7 +499,7 @@ int tui_cmd_synth(int argc, char **argv)
                 continue;
             if (gguf_str_eq(kv->key, "general.file_type"))
                 continue;
-            copy_kv(w, kv);
+            eng_gw_copy_kv(w, kv);
         }
     }
     s.init = calloc((size_t)maxt + 1, sizeof(int));
