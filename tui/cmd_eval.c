@@ -431,8 +431,12 @@ int tui_cmd_ppl(int argc, char **argv)
     double cbar = (double)cnt / m_used;
     se = m_used > 1 ? sqrt(se / (m_used - 1) / m_used) / cbar : 0;
     printf("perplexity: %.2f\n", exp(mean));
-    printf("95%% interval: [%.2f, %.2f] (%d texts, %ld tokens, mean NLL %.4f +- %.4f)\n",
-           exp(mean - 1.96 * se), exp(mean + 1.96 * se), m_used, cnt, mean, se);
+    if (m_used > 1)
+        printf("95%% interval: [%.2f, %.2f] (%d texts, %ld tokens, mean NLL %.4f +- %.4f)\n",
+               exp(mean - 1.96 * se), exp(mean + 1.96 * se), m_used, cnt, mean, se);
+    else
+        printf("95%% interval: n/a (one text, %ld tokens: the interval needs two or more texts)\n",
+               cnt);
     if (o.gs.n_ivs) {
         char *t = tui_ivs_text(o.gs.ivs, o.gs.n_ivs);
         printf("interventions: %s\n", t ? t : "?");

@@ -135,6 +135,9 @@ int tui_cmd_run(int argc, char **argv)
         }
         fwrite(text, 1, len, stdout);
         printf("\n");
+        if (st.ctx_full)
+            fprintf(stderr, "moescope run: prompt %d: stopped after %d tokens: the context of %d "
+                            "positions is full (--ctx)\n", p + 1, st.n_gen, eng_ctx_n_ctx(c));
         fflush(stdout);
         free(text);
         tot.n_prompt += st.n_prompt;

@@ -136,8 +136,10 @@ int gen_run(EngModel *m, EngCtx *c, const GenSettings *s, const char *prompt, si
     t0 = now();
     int pos = n;
     for (int i = 0; i < s->n_predict && !st->cancelled; i++) {
-        if (pos >= n_ctx)
-            break;   /* context full: the last token could not be evaluated */
+        if (pos >= n_ctx) {
+            st->ctx_full = 1;   /* no room to evaluate another token */
+            break;
+        }
         const float *L = eng_ctx_logits(c);
         int32_t t = eng_sample(&smp, L);
         float lp = eng_logprobs(L, V, t, GEN_TOP, top_ids, top_lp);

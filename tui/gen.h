@@ -41,7 +41,7 @@ typedef struct {
     int n_prompt, n_gen;
     double t_prompt, t_gen;   /* seconds */
     double sum_logprob_gen;   /* of generated tokens */
-    int stopped_eog, cancelled;
+    int stopped_eog, cancelled, ctx_full;
 } GenStats;
 
 void gen_settings_default(GenSettings *s);
