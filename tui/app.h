@@ -335,4 +335,142 @@ TuiEv *tui_queue_take(TuiQueue *q, int max, int *n);
 void tui_queue_cancel(TuiQueue *q);
 int tui_queue_cancelled(TuiQueue *q);
 
+/* ---- live runs ------------------------------------------------------- */
+
+/* Something that can generate in the background (the engine).  start()
+** launches a thread that pushes TuiEv records onto q — the prompt tokens,
+** each generated token, the routes, progress, then DONE or ERROR — and
+** returns at once.  join() waits for that thread (call after DONE/ERROR or
+** after tui_queue_cancel).  Both return 0, or -1 with a message in err. */
+typedef struct TuiRunner {
+    void *self;
+    int (*start)(void *self, const char *prompt, const EngIv *ivs, int n_iv,
+                 int64_t parent, const char *tag, TuiQueue *q, char *err, size_t cap);
+    void (*join)(void *self);
+    void (*close)(void *self);
+    int n_layer, n_expert, k;   /* shape of the routes it produces */
+    int n_predict;              /* tokens to generate */
+} TuiRunner;
+
+/* ---- the app --------------------------------------------------------- */
+
+#define TUI_MAX_IV 64
+#define TUI_MAX_TOKPOS 4096
+
+typedef enum { TUI_TC_HIT = 0, TUI_TC_ENTROPY, TUI_TC_LOGPROB } TuiTokColor;
+
+/* Where a token was drawn (for mouse clicks). */
+typedef struct { int y, x, w, i; } TuiTokPos;
+
+struct TuiApp {
+    TuiTerm term;
+    TuiLayout lay;
+    int w, h;
+    TuiSource *src;             /* recorded data; NULL = none */
+    TuiRunner *runner;          /* live runs; NULL = no model */
+    char title[160];            /* header: model / db */
+
+    TuiRunList runs;
+    int cur_run;                /* index in runs of the opened run, -1 none */
+    int n_set;                  /* runs summed into agg (1 = one run) */
+    char set_label[96];
+
+    TuiAgg agg, other;          /* current run/set; Δ reference */
+    int have_other;
+    char other_label[64];
+    TuiTokens toks;
+    TuiGrid grid;
+    TuiHmValue hm_value;
+    TuiHmPart hm_part;
+    int hm_delta, condense;
+    TuiHmGeom geom;
+
+    int sel_layer, sel_expert, sel_tok;
+    TuiTokColor tok_color;
+    TuiTokPos tokpos[TUI_MAX_TOKPOS];
+    int n_tokpos;
+    int focus_tokens;           /* main screen: tokens pane has the keys */
+
+    EngIv ivs[TUI_MAX_IV];
+    int n_iv;
+
+    /* live run */
+    TuiQueue q;
+    int running;
+    int run_done, run_total;
+    int64_t live_parent;        /* baseline run id of a steered run */
+    int live_is_steer;
+    TuiTokens base_toks;        /* the baseline's tokens for the comparison */
+    TuiAgg base_agg;
+    int64_t live_run_id;
+    char prompt_buf[4096];      /* prompt screen text (UTF-8) */
+    int prompt_len;
+
+    char msg[256];              /* one-shot message for the status line */
+    TuiView views[TUI_V_COUNT];
+    int cur, back[8], n_back;   /* current view and the way back */
+    int mouse_y, mouse_x;       /* last click (KEY_MOUSE) */
+    int dirty_all;
+    int quit;
+};
+
+/* app.c */
+int tui_app_init(TuiApp *a, TuiSource *src, TuiRunner *runner, const char *title);
+void tui_app_done(TuiApp *a);
+/* Feed one key (as getch() returns it) through the current view and the
+** global keys; returns TUI_K_* flags.  Used by the loop and by the tests. */
+int tui_app_key(TuiApp *a, int key);
+/* Draw what is dirty into stdscr (no refresh). */
+void tui_app_draw(TuiApp *a);
+/* Apply pending worker events; returns 1 if anything changed. */
+int tui_app_poll(TuiApp *a);
+/* Size changed (or first draw): recompute the layout, mark all dirty. */
+void tui_app_resize(TuiApp *a, int w, int h);
+void tui_app_show(TuiApp *a, TuiViewId v);
+void tui_app_back(TuiApp *a);
+/* Open run index i (or the marked set when any run is marked). */
+int tui_app_open_run(TuiApp *a, int i);
+/* Recompute the heatmap grid from the aggregates and toggles. */
+void tui_app_regrid(TuiApp *a);
+void tui_app_msg(TuiApp *a, const char *fmt, ...);
+/* Start a live run of prompt with the current interventions (steer=1: a
+** child of the opened run, compared against it). */
+int tui_app_start_run(TuiApp *a, const char *prompt, int steer);
+/* The full-screen loop: initscr … endwin.  Returns the exit status. */
+int tui_app_run(TuiApp *a);
+
+/* app_draw.c: drawing helpers shared by the views */
+void tui_draw_box(TuiApp *a, TuiRect r, const char *title, int focus);
+/* Print untrusted bytes escaped, clipped to w columns; returns columns used. */
+int tui_draw_text(TuiApp *a, int y, int x, int w, const char *s, int attr);
+/* Print trusted UTF-8 (our own labels), clipped. */
+int tui_draw_str(TuiApp *a, int y, int x, int w, const char *s, int attr);
+void tui_draw_fill(TuiRect r);
+/* Display form of token i: escaped, newline as a return sign. */
+void tui_tok_disp(const TuiApp *a, const TuiTokens *t, int i, char *buf, size_t cap);
+void tui_draw_header(TuiApp *a);
+void tui_draw_keys(TuiApp *a, const char *const *pairs);
+void tui_draw_status(TuiApp *a, const char *s);
+void tui_draw_small(TuiApp *a);
+int tui_attr(TuiApp *a, int pair);
+/* main screen pieces */
+void tui_draw_heatmap(TuiApp *a, TuiRect r, int focus);
+void tui_draw_tokens(TuiApp *a, TuiRect r, int focus, const TuiTokens *t,
+                     int mark_from, int record_pos);
+void tui_draw_route(TuiApp *a, TuiRect r);
+void tui_status_cell(TuiApp *a, char *buf, size_t cap);
+/* view_heat.c: the whole main screen; keys of the tokens pane */
+void tui_main_screen(TuiApp *a, int focus_tokens);
+int tui_tokens_key(TuiApp *a, int key);
+/* Intervention on (layer, expert) at the cursor: index in a->ivs or -1. */
+int tui_iv_find(const TuiApp *a, int layer, int expert, EngIvKind kind);
+/* Toggle/adjust an intervention from a key (d f + - k); returns TUI_K_*. */
+int tui_iv_key(TuiApp *a, int key);
+/* Format an intervention for the lists (no engine needed). */
+int tui_iv_text(const EngIv *iv, char *buf, size_t cap);
+/* CSV of what the current view shows; returns 0 and the path, -1 + msg. */
+int tui_export_csv(TuiApp *a, char *path, size_t cap);
+/* First generated index where the two token lists differ, -1 if none. */
+int tui_first_divergence(const TuiTokens *a, const TuiTokens *b);
+
 #endif

@@ -18,7 +18,7 @@ int tui_list_nav(int key, int *cur, int *top, int n, int page)
     case KEY_UP: case 'k': c--; break;
     case KEY_DOWN: case 'j': c++; break;
     case KEY_PPAGE: c -= page; break;
-    case KEY_NPAGE: case ' ' | 0x100: c += page; break;
+    case KEY_NPAGE: c += page; break;
     case KEY_HOME: case 'g': c = 0; break;
     case KEY_END: case 'G': c = n - 1; break;
     default: return TUI_K_IGNORED;
