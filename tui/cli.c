@@ -16,6 +16,7 @@ typedef struct {
 
 static const Cmd cmds[] = {
     /* entries are added as the subcommands land */
+    { "export", tui_cmd_export, "stream runs/tokens/routes/load from a db as csv or jsonl" },
     { NULL, NULL, NULL },
 };
 
