@@ -136,7 +136,9 @@ static void test_scale_div_symmetric_signed(void **st)
     assert_int_equal(tui_scale_bin(&s, -9.0f), -4);
     char b[32];
     tui_scale_label(&s, -2, b, sizeof b);
-    assert_string_equal(b, "<-0.4");
+    assert_string_equal(b, ">-0.4");
+    tui_scale_label(&s, -4, b, sizeof b);
+    assert_string_equal(b, "<=-0.6");
     tui_scale_label(&s, 4, b, sizeof b);
     assert_string_equal(b, ">=+0.6");
     assert_string_equal(tui_scale_glyph(&s, -4, 0), "-@");

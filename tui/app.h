@@ -295,6 +295,11 @@ typedef struct TuiSource {
     void (*close)(void *self);
 } TuiSource;
 
+/* app_db.c: open path (create=1: create if missing) and fill src with the
+** functions reading it.  Returns 0, or -1 with a message naming the file in
+** err.  src->close(src->self) closes it. */
+int tui_db_source_open(TuiSource *src, const char *path, int create, char *err, size_t cap);
+
 /* ---- engine worker --------------------------------------------------- */
 
 typedef enum {

@@ -260,23 +260,21 @@ void tui_draw_heatmap(TuiApp *a, TuiRect r, int focus)
     /* side panel: legend, then the interventions */
     if (gw < iw) {
         int sx = x0 + gw + 1, sw = iw - gw - 1, y = y0;
-        int lo = sc.kind == TUI_SCALE_DIV ? -sc.nbins : 1;
+        /* two bins per row: low/high halves (SEQ), minus/plus (DIV) */
         char lab[48];
-        for (int b = lo; b <= sc.nbins && y < y0 + ih; b++) {
-            if (b == 0)
-                continue;
-            tui_scale_label(&sc, b, lab, sizeof lab);
-            tui_draw_str(a, y, sx, 2, tui_scale_glyph(&sc, b, a->term.utf8),
-                         tui_attr(a, tui_scale_pair(&sc, b, a->term.colors)));
-            tui_draw_str(a, y, sx + 3, sw - 3, lab, 0);
-            if (sc.kind == TUI_SCALE_SEQ && b + 1 <= sc.nbins && sw >= 24) {
-                b++;
+        int rows = sc.kind == TUI_SCALE_DIV ? sc.nbins : (sc.nbins + 1) / 2;
+        for (int i = 0; i < rows && y < y0 + ih; i++, y++) {
+            int b1 = sc.kind == TUI_SCALE_DIV ? -(i + 1) : 2 * i + 1;
+            int b2 = sc.kind == TUI_SCALE_DIV ? i + 1 : 2 * i + 2;
+            for (int half = 0; half < 2; half++) {
+                int b = half ? b2 : b1, x = sx + half * 12;
+                if (b > sc.nbins || x + 10 > sx + sw)
+                    continue;
                 tui_scale_label(&sc, b, lab, sizeof lab);
-                tui_draw_str(a, y, sx + 12, 2, tui_scale_glyph(&sc, b, a->term.utf8),
+                tui_draw_str(a, y, x, 2, tui_scale_glyph(&sc, b, a->term.utf8),
                              tui_attr(a, tui_scale_pair(&sc, b, a->term.colors)));
-                tui_draw_str(a, y, sx + 15, sw - 15, lab, 0);
+                tui_draw_str(a, y, x + 3, 9, lab, 0);
             }
-            y++;
         }
         if (y < y0 + ih)
             tui_draw_str(a, y++, sx, sw, a->n_iv ? "interventions" : "no interventions", tui_attr(a, TUI_C_TITLE));

@@ -165,13 +165,14 @@ int tui_scale_label(const TuiScale *s, int bin, char *buf, size_t cap)
     int m = bin < 0 ? -bin : bin;
     if (bin == 0 || m > s->nbins)
         return snprintf(buf, cap, "0");
-    const char *sign = s->kind == TUI_SCALE_DIV ? (bin < 0 ? "-" : "+") : "";
-    if (m == s->nbins) {
-        fmt_num(s, s->edge[m - 1], num, sizeof num);
-        return snprintf(buf, cap, ">=%s%s", m > 1 ? sign : "", m > 1 ? num : "0");
-    }
-    fmt_num(s, s->edge[m], num, sizeof num);
-    return snprintf(buf, cap, "<%s%s", sign, num);
+    int top = m == s->nbins;
+    /* the top bin is open-ended: ">= its lower edge"; the others "< upper edge" */
+    fmt_num(s, top ? s->edge[m - 1] : s->edge[m], num, sizeof num);
+    if (s->kind == TUI_SCALE_SEQ)
+        return snprintf(buf, cap, "%s%s", top ? ">=" : "<", num);
+    if (bin > 0)
+        return snprintf(buf, cap, "%s+%s", top ? ">=" : "<", num);
+    return snprintf(buf, cap, "%s-%s", top ? "<=" : ">", num);
 }
 
 void tui_bar(float frac, int width, int utf8, char *buf, size_t cap)

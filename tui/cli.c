@@ -17,6 +17,7 @@ typedef struct {
 static const Cmd cmds[] = {
     /* entries are added as the subcommands land */
     { "export", tui_cmd_export, "stream runs/tokens/routes/load from a db as csv or jsonl" },
+    { "tui", tui_cmd_tui, "the full-screen app: browse routing, steer experts, compare runs" },
     { NULL, NULL, NULL },
 };
 
