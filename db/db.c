@@ -253,6 +253,22 @@ sqlite3 *db_connect(const char *path, int flags, int *version, DbErr *err)
             db_err_set(err, DB_E_IO, "database '%s': %s", path, strerror(errno));
             return NULL;
         }
+        /* say plainly why a new file cannot be made */
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+            snprintf(dir, sizeof dir, ".");
+        else if (slash == dir)
+            dir[1] = 0;
+        else
+            *slash = 0;
+        if (access(dir, W_OK) != 0) {
+            db_err_set(err, errno == ENOENT ? DB_E_IO : DB_E_READONLY,
+                       "cannot create database '%s': directory '%s': %s", path, dir,
+                       errno == ENOENT ? "does not exist" : "not writable");
+            return NULL;
+        }
         oflags |= SQLITE_OPEN_CREATE;
     } else if (!S_ISREG(sb.st_mode)) {
         db_err_set(err, DB_E_NOTDB, "database '%s': not a regular file", path);

@@ -130,6 +130,9 @@ const char *eng_token_str(const EngModel *m, int32_t id, size_t *len);
 ** the full length. */
 int eng_token_to_bytes(const EngModel *m, int32_t id, char *buf, int cap);
 
+/* 1 if id ends generation (EOS, EOT, <|im_end|> ...). */
+int eng_token_is_eog(const EngModel *m, int32_t id);
+
 /* ---- interventions --------------------------------------------------- */
 
 typedef enum {

@@ -15,7 +15,8 @@ typedef struct {
 } Cmd;
 
 static const Cmd cmds[] = {
-    /* entries are added as the subcommands land */
+    { "info", tui_cmd_info, "describe a GGUF model: architecture, experts, tokenizer, tensors" },
+    { "run", tui_cmd_run, "generate from prompts (with interventions), record every route" },
     { "export", tui_cmd_export, "stream runs/tokens/routes/load from a db as csv or jsonl" },
     { "tui", tui_cmd_tui, "the full-screen app: browse routing, steer experts, compare runs" },
     { NULL, NULL, NULL },

@@ -1,0 +1,729 @@
+/*
+** engine/forward.c — the forward pass: a batch of tokens through every layer,
+** with a KV cache, reporting each MoE routing decision to the route callback.
+**
+** One function per step, top to bottom in eng_decode():
+**   embed → per layer { rmsnorm → attention (q/k/v, q/k norms, RoPE, KV
+**   cache, causal / sliding-window softmax with optional sinks, output) →
+**   residual → rmsnorm → dense FFN or MoE (router, eng_route(), experts run
+**   on the tokens routed to them, shared expert) → residual } → final norm →
+**   logits.
+** Activations are F32; weights stay in their file type and are read by the
+** kernels in quant.c (eng_qdot for one token, a dequantized row reused
+** across the batch otherwise).  All scratch memory is allocated in
+** eng_ctx_new(); eng_decode() never allocates.  Parallelism lives in the
+** matmul and attention kernels (a persistent thread pool).
+*/
+#include "engine/model.h"
+#include "engine/pool.h"
+#include "engine/qtypes.h"
+#include "engine/route.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct EngCtx {
+    const EngModel *m;
+    int n_ctx, n_batch, n_threads;
+    EngPool *pool;
+    int pos;
+    int kv_k, kv_v;             /* floats per position per layer in the cache */
+    float *kc, *vc;             /* (n_layer, n_ctx, kv_k), (n_layer, n_ctx, kv_v) */
+    /* scratch, n_batch rows each */
+    float *x;                   /* (B, E) residual stream */
+    float *xn;                  /* (B, E) normed input of a block */
+    float *q;                   /* (B, H*hk) */
+    float *k, *v;               /* (B, kv_k), (B, kv_v) */
+    float *att;                 /* (B, H*hv) attention output before wo */
+    float *t1, *t2;             /* (B, tmp_w) MLA intermediates */
+    int tmp_w;
+    float *ffo;                 /* (B, E) FFN / attention projection output */
+    float *rl;                  /* (B, n_expert) router logits */
+    float *sc;                  /* (n_threads, n_ctx) attention scores */
+    float *dq;                  /* (n_threads, dq_w) dequantized rows */
+    int dq_w;
+    /* MoE */
+    int32_t *sel;               /* (B, n_expert) chosen experts */
+    float *selw, *sels;         /* (B, n_expert) weights, scores */
+    int *selk;                  /* (B) */
+    int *ex_cnt;                /* (n_expert) tokens routed this batch */
+    int *ex_tok;                /* (n_expert, B) token index */
+    float *ex_w;                /* (n_expert, B) weight */
+    float *xg, *hg, *hu, *yo;   /* (B, E) (B, n_ff_max) (B, n_ff_max) (B, E) */
+    float *shg;                 /* (B) shared-expert gate */
+    RouteScratch rs;
+    float *logits;              /* (n_vocab) last position */
+    EngIv *ivs;
+    int n_ivs;
+    EngRouteFn route_fn;
+    void *route_user;
+};
+
+static EngStatus seterr(EngErr *err, EngStatus s, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        err->status = s;
+        err->detail = 0;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return s;
+}
+
+/* ---- kernels ----------------------------------------------------------- */
+
+static float vec_get(const Mat *m, int64_t i) { return eng_mat_get_f32(m, i); }
+
+/* y = x / rms(x) * w   (w may be NULL) */
+static void rmsnorm(float *y, const float *x, const Mat *w, int n, float eps)
+{
+    double ss = 0;
+    for (int i = 0; i < n; i++)
+        ss += (double)(x[i] * x[i]);
+    float scale = 1.0f / sqrtf((float)(ss / n) + eps);
+    if (w && w->type == QT_F32) {
+        const float *wf = (const float *)(const void *)w->data;
+        for (int i = 0; i < n; i++) {
+            float wv;
+            memcpy(&wv, wf + i, 4);
+            y[i] = x[i] * scale * wv;
+        }
+    } else {
+        for (int i = 0; i < n; i++)
+            y[i] = x[i] * scale * (w ? vec_get(w, i) : 1.0f);
+    }
+}
+
+static void add_bias(float *y, const Mat *b, int n)
+{
+    if (!b->data)
+        return;
+    for (int i = 0; i < n; i++)
+        y[i] += vec_get(b, i);
+}
+
+static float silu(float x) { return x / (1.0f + expf(-x)); }
+
+typedef struct {
+    EngCtx *c;
+    const Mat *W;
+    const float *X;
+    int n, ldx;
+    float *Y;
+    int ldy;
+} MmJob;
+
+static void mm_task(void *arg, int ith, int nth)
+{
+    MmJob *j = arg;
+    const Mat *W = j->W;
+    int64_t nr = W->nrows, nc = W->ncols;
+    int64_t r0 = nr * ith / nth, r1 = nr * (ith + 1) / nth;
+    if (j->n == 1) {
+        for (int64_t r = r0; r < r1; r++)
+            j->Y[r] = eng_qdot(W->type, W->data + (uint64_t)r * W->row_bytes, j->X, nc);
+        return;
+    }
+    float *buf = j->c->dq + (size_t)ith * (size_t)j->c->dq_w;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *row;
+        if (W->type == QT_F32) {
+            row = (const float *)(const void *)(W->data + (uint64_t)r * W->row_bytes);
+        } else {
+            eng_dequant(W->type, W->data + (uint64_t)r * W->row_bytes, buf, nc);
+            row = buf;
+        }
+        for (int t = 0; t < j->n; t++)
+            j->Y[(size_t)t * (size_t)j->ldy + (size_t)r] =
+                eng_qdot(QT_F32, row, j->X + (size_t)t * (size_t)j->ldx, nc);
+    }
+}
+
+/* Y[t][r] = W_r . X[t] for t < n, r < W->nrows. */
+static void matmul(EngCtx *c, const Mat *W, const float *X, int n, int ldx, float *Y, int ldy)
+{
+    MmJob j = { c, W, X, n, ldx, Y, ldy };
+    double work = (double)W->nrows * (double)W->ncols * n;
+    if (work < 32768 || W->nrows < 2 * c->n_threads)
+        mm_task(&j, 0, 1);
+    else
+        eng_pool_run(c->pool, mm_task, &j);
+}
+
+/* RoPE on one head vector, rotating the first n_rot dims: adjacent pairs
+** (normal) or the two halves (NEOX); YaRN as ggml's rope_yarn(). */
+static void rope(const EngModel *m, float *v, int n_rot, int pos, int neox)
+{
+    int half = n_rot / 2;
+    float fs = m->rope_freq_scale, ext = m->rope_ext_factor;
+    for (int i = 0; i < half; i++) {
+        float theta_extrap = (float)pos * m->inv_freq[i];
+        float theta = fs * theta_extrap;
+        float mscale = m->rope_attn_factor;
+        if (ext != 0.0f) {
+            float lo = m->yarn_corr[0], hi = m->yarn_corr[1];
+            float y = ((float)i - lo) / (hi - lo > 0.001f ? hi - lo : 0.001f);
+            float ramp = (1.0f - (y < 0 ? 0 : y > 1 ? 1 : y)) * ext;
+            theta = theta * (1 - ramp) + theta_extrap * ramp;
+            mscale *= 1.0f + 0.1f * logf(1.0f / fs);
+        }
+        float cs = cosf(theta) * mscale, sn = sinf(theta) * mscale;
+        int a = neox ? i : 2 * i;
+        int b = neox ? i + half : 2 * i + 1;
+        float x0 = v[a], x1 = v[b];
+        v[a] = x0 * cs - x1 * sn;
+        v[b] = x0 * sn + x1 * cs;
+    }
+}
+
+/* ---- attention --------------------------------------------------------- */
+
+typedef struct {
+    EngCtx *c;
+    int il, B, pos0;
+    const Layer *ly;
+} AttJob;
+
+static void att_task(void *arg, int ith, int nth)
+{
+    AttJob *j = arg;
+    EngCtx *c = j->c;
+    const EngModel *m = c->m;
+    const EngInfo *I = &m->info;
+    int H = I->n_head, hk = I->head_dim_k, hv = I->head_dim_v;
+    int grp = I->n_head / I->n_head_kv;
+    int mla = I->arch == ENG_ARCH_DEEPSEEK2;
+    const float *kc = c->kc + (size_t)j->il * (size_t)c->n_ctx * (size_t)c->kv_k;
+    const float *vc = c->vc + (size_t)j->il * (size_t)c->n_ctx * (size_t)c->kv_v;
+    float *sc = c->sc + (size_t)ith * (size_t)c->n_ctx;
+    int total = j->B * H;
+    for (int w = ith; w < total; w += nth) {
+        int t = w / H, h = w % H;
+        int p = j->pos0 + t;
+        int hkv = mla ? h : h / grp;
+        const float *q = c->q + (size_t)t * (size_t)(H * hk) + (size_t)h * (size_t)hk;
+        int lo = 0;
+        if (j->ly->swa && m->n_swa > 0 && p - m->n_swa + 1 > 0)
+            lo = p - m->n_swa + 1;
+        float mx = -INFINITY;
+        for (int s = lo; s <= p; s++) {
+            const float *kk = kc + (size_t)s * (size_t)c->kv_k + (size_t)hkv * (size_t)hk;
+            float d = 0;
+            for (int i = 0; i < hk; i++)
+                d += q[i] * kk[i];
+            d *= m->kq_scale;
+            sc[s] = d;
+            if (d > mx)
+                mx = d;
+        }
+        float sink = 0;
+        int has_sink = j->ly->sinks.data != NULL;
+        if (has_sink) {
+            sink = vec_get(&j->ly->sinks, h);
+            if (sink > mx)
+                mx = sink;
+        }
+        double sum = 0;
+        for (int s = lo; s <= p; s++) {
+            sc[s] = expf(sc[s] - mx);
+            sum += sc[s];
+        }
+        if (has_sink)
+            sum += expf(sink - mx);
+        float inv = (float)(1.0 / sum);
+        float *o = c->att + (size_t)t * (size_t)(H * hv) + (size_t)h * (size_t)hv;
+        for (int i = 0; i < hv; i++)
+            o[i] = 0;
+        for (int s = lo; s <= p; s++) {
+            const float *vv = vc + (size_t)s * (size_t)c->kv_v + (size_t)hkv * (size_t)hv;
+            float a = sc[s] * inv;
+            for (int i = 0; i < hv; i++)
+                o[i] += a * vv[i];
+        }
+    }
+}
+
+/* q, k, v for the batch (standard attention), written into c->q and the
+** cache at positions pos0..pos0+B-1. */
+static void qkv_standard(EngCtx *c, const Layer *ly, int il, int B, int pos0)
+{
+    const EngModel *m = c->m;
+    const EngInfo *I = &m->info;
+    int H = I->n_head, Hkv = I->n_head_kv, hk = I->head_dim_k, hv = I->head_dim_v;
+    int E = I->n_embd;
+    matmul(c, &ly->wq, c->xn, B, E, c->q, H * hk);
+    matmul(c, &ly->wk, c->xn, B, E, c->k, c->kv_k);
+    matmul(c, &ly->wv, c->xn, B, E, c->v, c->kv_v);
+    for (int t = 0; t < B; t++) {
+        float *q = c->q + (size_t)t * (size_t)(H * hk);
+        float *k = c->k + (size_t)t * (size_t)c->kv_k;
+        float *v = c->v + (size_t)t * (size_t)c->kv_v;
+        add_bias(q, &ly->bq, H * hk);
+        add_bias(k, &ly->bk, Hkv * hk);
+        add_bias(v, &ly->bv, Hkv * hv);
+        if (ly->q_norm.data) {
+            if (m->qk_norm_per_head) {
+                for (int h = 0; h < H; h++)
+                    rmsnorm(q + h * hk, q + h * hk, &ly->q_norm, hk, I->norm_eps);
+                for (int h = 0; h < Hkv; h++)
+                    rmsnorm(k + h * hk, k + h * hk, &ly->k_norm, hk, I->norm_eps);
+            } else {
+                rmsnorm(q, q, &ly->q_norm, H * hk, I->norm_eps);
+                rmsnorm(k, k, &ly->k_norm, Hkv * hk, I->norm_eps);
+            }
+        }
+        int p = pos0 + t;
+        for (int h = 0; h < H; h++)
+            rope(m, q + h * hk, I->n_rot, p, m->rope_neox);
+        for (int h = 0; h < Hkv; h++)
+            rope(m, k + h * hk, I->n_rot, p, m->rope_neox);
+        float *kd = c->kc + ((size_t)il * (size_t)c->n_ctx + (size_t)p) * (size_t)c->kv_k;
+        float *vd = c->vc + ((size_t)il * (size_t)c->n_ctx + (size_t)p) * (size_t)c->kv_v;
+        memcpy(kd, k, (size_t)c->kv_k * sizeof(float));
+        memcpy(vd, v, (size_t)c->kv_v * sizeof(float));
+    }
+}
+
+/* DeepSeek-2 multi-head latent attention, computed in its expanded form:
+** per head k = [k_nope | k_pe] (k_pe shared by the heads), v per head. */
+static void qkv_mla(EngCtx *c, const Layer *ly, int il, int B, int pos0)
+{
+    const EngModel *m = c->m;
+    const EngInfo *I = &m->info;
+    int H = I->n_head, hk = I->head_dim_k, hv = I->head_dim_v, E = I->n_embd;
+    int nope = m->qk_nope, rp = m->qk_rope, kvl = m->kv_lora_rank;
+    if (m->q_lora_rank > 0) {
+        matmul(c, &ly->wq_a, c->xn, B, E, c->t1, c->tmp_w);
+        for (int t = 0; t < B; t++)
+            rmsnorm(c->t1 + (size_t)t * (size_t)c->tmp_w, c->t1 + (size_t)t * (size_t)c->tmp_w,
+                    &ly->q_a_norm, m->q_lora_rank, I->norm_eps);
+        matmul(c, &ly->wq_b, c->t1, B, c->tmp_w, c->q, H * hk);
+    } else {
+        matmul(c, &ly->wq, c->xn, B, E, c->q, H * hk);
+    }
+    matmul(c, &ly->wkv_a, c->xn, B, E, c->t1, c->tmp_w);   /* [kv_c | k_pe] */
+    for (int t = 0; t < B; t++) {
+        float *a = c->t1 + (size_t)t * (size_t)c->tmp_w;
+        rmsnorm(a, a, &ly->kv_a_norm, kvl, I->norm_eps);
+    }
+    if (ly->wkv_b.data) {
+        matmul(c, &ly->wkv_b, c->t1, B, c->tmp_w, c->t2, c->tmp_w);  /* per head [k_nope | v] */
+    } else {
+        /* split form: v_h = Wv_h kv_c; k_nope_h = Wk_h^T kv_c (Wk_h rows are
+        ** kv_lora rows of qk_nope values) */
+        float *row = c->dq;
+        for (int t = 0; t < B; t++) {
+            const float *kvc = c->t1 + (size_t)t * (size_t)c->tmp_w;
+            float *dst = c->t2 + (size_t)t * (size_t)c->tmp_w;
+            for (int h = 0; h < H; h++) {
+                float *kn = dst + (size_t)h * (size_t)(nope + hv);
+                memset(kn, 0, (size_t)nope * sizeof(float));
+                for (int r = 0; r < kvl; r++) {
+                    const uint8_t *src = ly->wk_b.data +
+                        ((uint64_t)h * (uint64_t)kvl + (uint64_t)r) * ly->wk_b.row_bytes;
+                    eng_dequant(ly->wk_b.type, src, row, nope);
+                    for (int i = 0; i < nope; i++)
+                        kn[i] += kvc[r] * row[i];
+                }
+                for (int i = 0; i < hv; i++) {
+                    const uint8_t *src = ly->wv_b.data +
+                        ((uint64_t)h * (uint64_t)hv + (uint64_t)i) * ly->wv_b.row_bytes;
+                    kn[nope + i] = eng_qdot(ly->wv_b.type, src, kvc, kvl);
+                }
+            }
+        }
+    }
+    for (int t = 0; t < B; t++) {
+        int p = pos0 + t;
+        float *q = c->q + (size_t)t * (size_t)(H * hk);
+        float *a = c->t1 + (size_t)t * (size_t)c->tmp_w;
+        float *kv = c->t2 + (size_t)t * (size_t)c->tmp_w;
+        float *kpe = a + kvl;
+        rope(m, kpe, rp, p, m->rope_neox);
+        float *kd = c->kc + ((size_t)il * (size_t)c->n_ctx + (size_t)p) * (size_t)c->kv_k;
+        float *vd = c->vc + ((size_t)il * (size_t)c->n_ctx + (size_t)p) * (size_t)c->kv_v;
+        for (int h = 0; h < H; h++) {
+            rope(m, q + h * hk + nope, rp, p, m->rope_neox);
+            const float *src = kv + (size_t)h * (size_t)(nope + hv);
+            memcpy(kd + h * hk, src, (size_t)nope * sizeof(float));
+            memcpy(kd + h * hk + nope, kpe, (size_t)rp * sizeof(float));
+            memcpy(vd + h * hv, src + nope, (size_t)hv * sizeof(float));
+        }
+    }
+}
+
+static void attention(EngCtx *c, const Layer *ly, int il, int B, int pos0)
+{
+    const EngInfo *I = &c->m->info;
+    if (I->arch == ENG_ARCH_DEEPSEEK2)
+        qkv_mla(c, ly, il, B, pos0);
+    else
+        qkv_standard(c, ly, il, B, pos0);
+    AttJob j = { c, il, B, pos0, ly };
+    if ((long)B * (pos0 + B) * I->n_head < 4096)
+        att_task(&j, 0, 1);
+    else
+        eng_pool_run(c->pool, att_task, &j);
+    matmul(c, &ly->wo, c->att, B, I->n_head * I->head_dim_v, c->ffo, I->n_embd);
+    for (int t = 0; t < B; t++)
+        add_bias(c->ffo + (size_t)t * (size_t)I->n_embd, &ly->bo, I->n_embd);
+}
+
+/* ---- feed-forward ------------------------------------------------------ */
+
+/* y = down(act(gate x) * up x) for n rows of x (ld E); h buffers ld n_ff_max */
+static void ffn_swiglu(EngCtx *c, const Mat *g, const Mat *u, const Mat *d, const float *x,
+                       int n, float *y)
+{
+    int E = c->m->info.n_embd, F = c->m->n_ff_max;
+    int nf = (int)g->nrows;
+    matmul(c, g, x, n, E, c->hg, F);
+    matmul(c, u, x, n, E, c->hu, F);
+    for (int t = 0; t < n; t++) {
+        float *hg = c->hg + (size_t)t * (size_t)F, *hu = c->hu + (size_t)t * (size_t)F;
+        for (int i = 0; i < nf; i++)
+            hg[i] = silu(hg[i]) * hu[i];
+    }
+    matmul(c, d, c->hg, n, F, y, E);
+}
+
+/* gpt-oss expert: biases and the clamped SwiGLU (alpha 1.702, limit 7). */
+static void ffn_oai(EngCtx *c, const Layer *ly, int e, const float *x, int n, float *y)
+{
+    int E = c->m->info.n_embd, F = c->m->n_ff_max;
+    int nf = (int)ly->gate_e[e].nrows;
+    matmul(c, &ly->gate_e[e], x, n, E, c->hg, F);
+    matmul(c, &ly->up_e[e], x, n, E, c->hu, F);
+    for (int t = 0; t < n; t++) {
+        float *hg = c->hg + (size_t)t * (size_t)F, *hu = c->hu + (size_t)t * (size_t)F;
+        for (int i = 0; i < nf; i++) {
+            float gv = hg[i] + vec_get(&ly->gate_eb[e], i);
+            float uv = hu[i] + vec_get(&ly->up_eb[e], i);
+            gv = gv > 7.0f ? 7.0f : gv;
+            uv = uv > 7.0f ? 7.0f : uv < -7.0f ? -7.0f : uv;
+            hg[i] = gv / (1.0f + expf(-1.702f * gv)) * (uv + 1.0f);
+        }
+    }
+    matmul(c, &ly->down_e[e], c->hg, n, F, y, E);
+    for (int t = 0; t < n; t++)
+        add_bias(y + (size_t)t * (size_t)E, &ly->down_eb[e], E);
+}
+
+static void moe(EngCtx *c, const Layer *ly, int il, int B, int pos0, int is_prompt,
+                const int32_t *tokens)
+{
+    const EngModel *m = c->m;
+    const EngInfo *I = &m->info;
+    int E = I->n_embd, NE = I->n_expert;
+
+    matmul(c, &ly->gate_inp, c->xn, B, E, c->rl, NE);
+    memset(c->ex_cnt, 0, (size_t)NE * sizeof(int));
+    for (int t = 0; t < B; t++) {
+        RouteOut ro = { 0, c->sel + (size_t)t * NE, c->sels + (size_t)t * NE,
+                        c->selw + (size_t)t * NE };
+        const float *lg = c->rl + (size_t)t * NE;
+        eng_route(m, il, pos0 + t, is_prompt, lg, c->ivs, c->n_ivs, &c->rs, &ro);
+        c->selk[t] = ro.k;
+        for (int j = 0; j < ro.k; j++) {
+            int e = ro.experts[j];
+            int s = c->ex_cnt[e]++;
+            c->ex_tok[(size_t)e * B + s] = t;
+            c->ex_w[(size_t)e * B + s] = ro.weights[j];
+        }
+    }
+    /* shared-expert gate (qwen2moe) */
+    for (int t = 0; t < B; t++)
+        c->shg[t] = ly->gate_sh.data ? 1.0f : 0.0f;
+    if (ly->gate_inp_sh.data)
+        for (int t = 0; t < B; t++) {
+            float g = eng_qdot(ly->gate_inp_sh.type, ly->gate_inp_sh.data,
+                               c->xn + (size_t)t * E, E);
+            c->shg[t] = 1.0f / (1.0f + expf(-g));
+        }
+    if (c->route_fn)
+        for (int t = 0; t < B; t++) {
+            EngRoute r = { pos0 + t, il, is_prompt, NE, c->selk[t],
+                           c->rl + (size_t)t * NE, c->sel + (size_t)t * NE,
+                           c->sels + (size_t)t * NE, c->selw + (size_t)t * NE,
+                           c->shg[t], tokens + t };
+            c->route_fn(c->route_user, &r);
+        }
+
+    memset(c->ffo, 0, (size_t)B * E * sizeof(float));
+    for (int e = 0; e < NE; e++) {
+        int n = c->ex_cnt[e];
+        if (!n)
+            continue;
+        const int *tok = c->ex_tok + (size_t)e * B;
+        const float *w = c->ex_w + (size_t)e * B;
+        for (int i = 0; i < n; i++)
+            memcpy(c->xg + (size_t)i * E, c->xn + (size_t)tok[i] * E, (size_t)E * sizeof(float));
+        if (ly->gate_eb)
+            ffn_oai(c, ly, e, c->xg, n, c->yo);
+        else
+            ffn_swiglu(c, &ly->gate_e[e], &ly->up_e[e], &ly->down_e[e], c->xg, n, c->yo);
+        for (int i = 0; i < n; i++) {
+            float *dst = c->ffo + (size_t)tok[i] * E;
+            const float *src = c->yo + (size_t)i * E;
+            for (int d = 0; d < E; d++)
+                dst[d] += w[i] * src[d];
+        }
+    }
+    if (ly->gate_sh.data) {
+        ffn_swiglu(c, &ly->gate_sh, &ly->up_sh, &ly->down_sh, c->xn, B, c->yo);
+        for (int t = 0; t < B; t++)
+            for (int d = 0; d < E; d++)
+                c->ffo[(size_t)t * E + d] += c->shg[t] * c->yo[(size_t)t * E + d];
+    }
+}
+
+/* ---- context ----------------------------------------------------------- */
+
+static size_t nz(size_t n) { return n ? n : 1; }
+
+static int ctx_alloc(EngCtx *c)
+{
+    const EngModel *m = c->m;
+    const EngInfo *I = &m->info;
+    size_t B = (size_t)c->n_batch, E = (size_t)I->n_embd, NE = (size_t)I->n_expert;
+    size_t H = (size_t)I->n_head;
+    if (I->arch == ENG_ARCH_DEEPSEEK2) {
+        c->kv_k = I->n_head * I->head_dim_k;
+        c->kv_v = I->n_head * I->head_dim_v;
+        int w = m->q_lora_rank;
+        if (m->kv_lora_rank + m->qk_rope > w)
+            w = m->kv_lora_rank + m->qk_rope;
+        if (I->n_head * (m->qk_nope + I->head_dim_v) > w)
+            w = I->n_head * (m->qk_nope + I->head_dim_v);
+        c->tmp_w = w;
+    } else {
+        c->kv_k = I->n_head_kv * I->head_dim_k;
+        c->kv_v = I->n_head_kv * I->head_dim_v;
+        c->tmp_w = 1;
+    }
+    size_t F = (size_t)m->n_ff_max;
+    size_t kvsz = (size_t)I->n_layer * (size_t)c->n_ctx;
+    int dqw = I->n_embd;
+    if (m->n_ff_max > dqw)
+        dqw = m->n_ff_max;
+    if (I->n_head * I->head_dim_v > dqw)
+        dqw = I->n_head * I->head_dim_v;
+    if (c->tmp_w > dqw)
+        dqw = c->tmp_w;
+    if (m->qk_nope > dqw)
+        dqw = m->qk_nope;
+    c->dq_w = dqw;
+#define A(p, n) (((p) = calloc(nz(n), sizeof *(p))) == NULL)
+    if (A(c->kc, kvsz * (size_t)c->kv_k) || A(c->vc, kvsz * (size_t)c->kv_v) ||
+        A(c->x, B * E) || A(c->xn, B * E) || A(c->q, B * H * (size_t)I->head_dim_k) ||
+        A(c->k, B * (size_t)c->kv_k) || A(c->v, B * (size_t)c->kv_v) ||
+        A(c->att, B * H * (size_t)I->head_dim_v) || A(c->t1, B * (size_t)c->tmp_w) ||
+        A(c->t2, B * (size_t)c->tmp_w) || A(c->ffo, B * E) || A(c->rl, B * NE) ||
+        A(c->sc, (size_t)c->n_threads * (size_t)c->n_ctx) ||
+        A(c->dq, (size_t)c->n_threads * (size_t)dqw) || A(c->sel, B * NE) ||
+        A(c->selw, B * NE) || A(c->sels, B * NE) || A(c->selk, B) || A(c->ex_cnt, NE) ||
+        A(c->ex_tok, NE * B) || A(c->ex_w, NE * B) || A(c->xg, B * E) || A(c->hg, B * F) ||
+        A(c->hu, B * F) || A(c->yo, B * E) || A(c->shg, B) || A(c->rs.l, NE) ||
+        A(c->rs.p, NE) || A(c->rs.sc, NE) || A(c->rs.mass, NE) || A(c->rs.flags, NE) ||
+        A(c->logits, (size_t)I->n_vocab))
+        return -1;
+#undef A
+    return 0;
+}
+
+void eng_ctx_free(EngCtx *c)
+{
+    if (!c)
+        return;
+    eng_pool_free(c->pool);
+    void *bufs[] = { c->kc, c->vc, c->x, c->xn, c->q, c->k, c->v, c->att, c->t1, c->t2,
+                     c->ffo, c->rl, c->sc, c->dq, c->sel, c->selw, c->sels, c->selk,
+                     c->ex_cnt, c->ex_tok, c->ex_w, c->xg, c->hg, c->hu, c->yo, c->shg,
+                     c->rs.l, c->rs.p, c->rs.sc, c->rs.mass, c->rs.flags, c->logits, c->ivs };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
+    free(c);
+}
+
+EngCtx *eng_ctx_new(const EngModel *m, const EngCtxParams *p, EngErr *err)
+{
+    EngCtx *c = calloc(1, sizeof *c);
+    if (!c) {
+        seterr(err, ENG_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    c->m = m;
+    int n_ctx = p ? p->n_ctx : 0;
+    if (n_ctx <= 0)
+        n_ctx = m->info.n_ctx_train < 4096 ? m->info.n_ctx_train : 4096;
+    c->n_ctx = n_ctx;
+    c->n_threads = p && p->n_threads > 0 ? p->n_threads : 2;
+    if (c->n_threads > 256)
+        c->n_threads = 256;
+    c->n_batch = p && p->n_batch > 0 ? p->n_batch : 256;
+    if (c->n_batch > c->n_ctx)
+        c->n_batch = c->n_ctx;
+    if (ctx_alloc(c) < 0) {
+        seterr(err, ENG_E_NOMEM, "out of memory for a context of %d positions", n_ctx);
+        eng_ctx_free(c);
+        return NULL;
+    }
+    c->pool = eng_pool_new(c->n_threads);
+    if (!c->pool) {
+        seterr(err, ENG_E_NOMEM, "cannot start %d threads", c->n_threads);
+        eng_ctx_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void eng_ctx_set_route_fn(EngCtx *c, EngRouteFn fn, void *user)
+{
+    c->route_fn = fn;
+    c->route_user = user;
+}
+
+void eng_ctx_reset(EngCtx *c) { c->pos = 0; }
+int eng_ctx_pos(const EngCtx *c) { return c->pos; }
+int eng_ctx_n_ctx(const EngCtx *c) { return c->n_ctx; }
+const float *eng_ctx_logits(const EngCtx *c) { return c->logits; }
+
+EngStatus eng_ctx_set_ivs(EngCtx *c, const EngIv *ivs, int n, EngErr *err)
+{
+    const EngInfo *I = &c->m->info;
+    for (int i = 0; i < n; i++) {
+        const EngIv *iv = &ivs[i];
+        char desc[96];
+        eng_iv_format(iv, desc, sizeof desc);
+        if (iv->layer < -1 || iv->layer >= I->n_layer)
+            return seterr(err, ENG_E_ARG, "intervention '%s': layer %d out of range 0..%d",
+                          desc, iv->layer, I->n_layer - 1);
+        if (iv->layer >= 0 && !c->m->layers[iv->layer].is_moe)
+            return seterr(err, ENG_E_ARG, "intervention '%s': layer %d is a dense layer (MoE layers: %d..%d)",
+                          desc, iv->layer, I->n_dense_lead, I->n_layer - 1);
+        if ((iv->kind == ENG_IV_BIAS || iv->kind == ENG_IV_DISABLE || iv->kind == ENG_IV_FORCE) &&
+            (iv->expert < 0 || iv->expert >= I->n_expert))
+            return seterr(err, ENG_E_ARG, "intervention '%s': expert %d out of range 0..%d",
+                          desc, iv->expert, I->n_expert - 1);
+        if (iv->kind == ENG_IV_BIAS && !isfinite(iv->value))
+            return seterr(err, ENG_E_ARG, "intervention '%s': bias must be finite", desc);
+        if (iv->kind == ENG_IV_TOPK && (iv->value < 1 || iv->value > I->n_expert ||
+                                        iv->value != floorf(iv->value)))
+            return seterr(err, ENG_E_ARG, "top-k %g out of range 1..%d", iv->value, I->n_expert);
+        if (iv->kind == ENG_IV_TOPP && !(iv->value > 0.0f && iv->value <= 1.0f))
+            return seterr(err, ENG_E_ARG, "top-p %g out of range (0, 1]", iv->value);
+        if (iv->scope == ENG_SCOPE_FROM && iv->from_pos < 0)
+            return seterr(err, ENG_E_ARG, "scope from:%d must be >= 0", iv->from_pos);
+        if (iv->kind == ENG_IV_FORCE)
+            for (int j = 0; j < n; j++)
+                if (ivs[j].kind == ENG_IV_DISABLE && ivs[j].expert == iv->expert &&
+                    (ivs[j].layer == iv->layer || ivs[j].layer < 0 || iv->layer < 0))
+                    return seterr(err, ENG_E_ARG,
+                                  "expert %d is both forced and disabled in layer %s", iv->expert,
+                                  iv->layer < 0 ? "*" : "(same)");
+    }
+    EngIv *cp = NULL;
+    if (n > 0) {
+        cp = malloc((size_t)n * sizeof *cp);
+        if (!cp)
+            return seterr(err, ENG_E_NOMEM, "out of memory");
+        memcpy(cp, ivs, (size_t)n * sizeof *cp);
+    }
+    free(c->ivs);
+    c->ivs = cp;
+    c->n_ivs = n;
+    return ENG_OK;
+}
+
+/* ---- decode ------------------------------------------------------------ */
+
+static void embed(EngCtx *c, const int32_t *tokens, int B)
+{
+    const EngModel *m = c->m;
+    int E = m->info.n_embd;
+    for (int t = 0; t < B; t++) {
+        float *x = c->x + (size_t)t * E;
+        eng_dequant(m->tok_embd.type, m->tok_embd.data + (uint64_t)tokens[t] * m->tok_embd.row_bytes,
+                    x, E);
+        if (m->f_embedding_scale != 1.0f)
+            for (int d = 0; d < E; d++)
+                x[d] *= m->f_embedding_scale;
+    }
+}
+
+static void residual(EngCtx *c, int B)
+{
+    int E = c->m->info.n_embd;
+    float rs = c->m->f_residual_scale;
+    for (size_t i = 0; i < (size_t)B * E; i++)
+        c->x[i] += rs == 1.0f ? c->ffo[i] : c->ffo[i] * rs;
+}
+
+static void output(EngCtx *c, int B, float *all_logits)
+{
+    const EngModel *m = c->m;
+    int E = m->info.n_embd, V = m->info.n_vocab;
+    int t0 = all_logits ? 0 : B - 1;
+    int n = B - t0;
+    for (int t = t0; t < B; t++)
+        rmsnorm(c->xn + (size_t)(t - t0) * E, c->x + (size_t)t * E, &m->output_norm, E,
+                m->info.norm_eps);
+    float *dst = all_logits ? all_logits : c->logits;
+    matmul(c, &m->output, c->xn, n, E, dst, V);
+    if (m->f_logit_scale != 1.0f)
+        for (size_t i = 0; i < (size_t)n * V; i++)
+            dst[i] /= m->f_logit_scale;
+    if (all_logits)
+        memcpy(c->logits, all_logits + (size_t)(n - 1) * V, (size_t)V * sizeof(float));
+}
+
+static void decode_batch(EngCtx *c, const int32_t *tokens, int B, int is_prompt, float *all_logits)
+{
+    const EngModel *m = c->m;
+    const EngInfo *I = &m->info;
+    int E = I->n_embd;
+    int pos0 = c->pos;
+    embed(c, tokens, B);
+    for (int il = 0; il < I->n_layer; il++) {
+        const Layer *ly = &m->layers[il];
+        for (int t = 0; t < B; t++)
+            rmsnorm(c->xn + (size_t)t * E, c->x + (size_t)t * E, &ly->attn_norm, E, I->norm_eps);
+        attention(c, ly, il, B, pos0);
+        residual(c, B);
+        for (int t = 0; t < B; t++)
+            rmsnorm(c->xn + (size_t)t * E, c->x + (size_t)t * E, &ly->ffn_norm, E, I->norm_eps);
+        if (ly->is_moe)
+            moe(c, ly, il, B, pos0, is_prompt, tokens);
+        else
+            ffn_swiglu(c, &ly->ffn_gate, &ly->ffn_up, &ly->ffn_down, c->xn, B, c->ffo);
+        residual(c, B);
+    }
+    output(c, B, all_logits);
+    c->pos += B;
+}
+
+EngStatus eng_decode(EngCtx *c, const int32_t *tokens, int n, int is_prompt, float *all_logits,
+                     EngErr *err)
+{
+    const EngInfo *I = &c->m->info;
+    if (n <= 0)
+        return seterr(err, ENG_E_ARG, "eng_decode: no tokens");
+    if (n > c->n_ctx - c->pos)
+        return seterr(err, ENG_E_CTX, "context full: %d positions used, %d more requested, n_ctx %d",
+                      c->pos, n, c->n_ctx);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= I->n_vocab)
+            return seterr(err, ENG_E_ARG, "token id %d out of range 0..%d", tokens[i],
+                          I->n_vocab - 1);
+    for (int off = 0; off < n; off += c->n_batch) {
+        int B = n - off < c->n_batch ? n - off : c->n_batch;
+        decode_batch(c, tokens + off, B, is_prompt,
+                     all_logits ? all_logits + (size_t)off * (size_t)I->n_vocab : NULL);
+    }
+    return ENG_OK;
+}

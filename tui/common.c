@@ -1,0 +1,215 @@
+/*
+** tui/common.c — shared option handling for the generating subcommands.
+*/
+#include "tui/common.h"
+#include "tui/opts.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SAMPLE_REL "samples/sample-q8_0.gguf"
+
+const char *tui_default_model(void)
+{
+    static char path[PATH_MAX + 64];
+    if (access(SAMPLE_REL, R_OK) == 0)
+        return SAMPLE_REL;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(path, sizeof path, "%s/%s", exe, SAMPLE_REL);
+            if (access(path, R_OK) == 0)
+                return path;
+        }
+    }
+    return SAMPLE_REL;
+}
+
+const char *tui_genopts_help =
+    "  -m MODEL            GGUF model (default: the shipped sample)\n"
+    "  -n N                tokens to generate (default 64)\n"
+    "  --temp T            temperature (default 0.8)     --greedy   argmax\n"
+    "  --top-p P           nucleus sampling (default 0.95)\n"
+    "  --sample-top-k K    sample from the K most likely tokens (default 40, 0 = off)\n"
+    "  --seed S            sampling seed (default 1)\n"
+    "  --disable L:E,...   switch experts off (L = layer or *, E = expert, 0-based)\n"
+    "  --force L:E,...     always route to these experts\n"
+    "  --bias L:E=B,...    add B to the router logit\n"
+    "  --top-k K           route each token to K experts instead of the model's k\n"
+    "  --route-top-p P[:C] route to the smallest set with gate mass >= P (at most C)\n"
+    "  --scope S           where interventions apply: all, prompt, gen, from:T\n"
+    "  --special           parse special-token text (<|...|>) in prompts\n"
+    "  --ctx N             context size (default: min(trained, 4096))\n"
+    "  -t N                threads (default 2)\n";
+
+void tui_genopts_init(GenOpts *o)
+{
+    memset(o, 0, sizeof *o);
+    gen_settings_default(&o->gs);
+    o->scope = "all";
+}
+
+int tui_genopts_parse(const char *cmd, GenOpts *o, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i], *v;
+    long l;
+    double d;
+#define VAL() do { if (!(v = opt_value(cmd, argc, argv, i))) return -1; } while (0)
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+        VAL();
+        o->model = v;
+    } else if (!strcmp(a, "-n")) {
+        VAL();
+        if (opt_int(cmd, a, v, 0, 1 << 20, &l) < 0)
+            return -1;
+        o->gs.n_predict = (int)l;
+    } else if (!strcmp(a, "--temp")) {
+        VAL();
+        if (opt_float(cmd, a, v, 0, 100, &d) < 0)
+            return -1;
+        o->gs.sample.temp = (float)d;
+    } else if (!strcmp(a, "--top-p")) {
+        VAL();
+        if (opt_float(cmd, a, v, 0, 1, &d) < 0)
+            return -1;
+        o->gs.sample.top_p = (float)d;
+    } else if (!strcmp(a, "--sample-top-k")) {
+        VAL();
+        if (opt_int(cmd, a, v, 0, 1 << 24, &l) < 0)
+            return -1;
+        o->gs.sample.top_k = (int)l;
+    } else if (!strcmp(a, "--seed")) {
+        VAL();
+        if (opt_u64(cmd, a, v, &o->gs.sample.seed) < 0)
+            return -1;
+    } else if (!strcmp(a, "--greedy")) {
+        o->gs.sample.greedy = 1;
+    } else if (!strcmp(a, "--disable") || !strcmp(a, "--force") || !strcmp(a, "--bias")) {
+        VAL();
+        const char **arr = a[2] == 'd' ? o->disable : a[2] == 'f' ? o->force : o->bias;
+        int *n = a[2] == 'd' ? &o->n_disable : a[2] == 'f' ? &o->n_force : &o->n_bias;
+        if (*n >= 64) {
+            fprintf(stderr, "moescope %s: %s given more than 64 times\n", cmd, a);
+            return -1;
+        }
+        arr[(*n)++] = v;
+    } else if (!strcmp(a, "--top-k")) {
+        VAL();
+        if (opt_int(cmd, a, v, 1, 4096, &l) < 0)
+            return -1;
+        o->route_top_k = l;
+    } else if (!strcmp(a, "--route-top-p")) {
+        VAL();
+        char buf[64];
+        snprintf(buf, sizeof buf, "%s", v);
+        char *colon = strchr(buf, ':');
+        if (colon) {
+            *colon = 0;
+            if (opt_int(cmd, a, colon + 1, 1, 4096, &o->route_top_p_cap) < 0)
+                return -1;
+        }
+        if (opt_float(cmd, a, buf, 1e-6, 1, &o->route_top_p) < 0)
+            return -1;
+    } else if (!strcmp(a, "--scope")) {
+        VAL();
+        o->scope = v;
+    } else if (!strcmp(a, "--special")) {
+        o->gs.parse_special = 1;
+    } else if (!strcmp(a, "--ctx")) {
+        VAL();
+        if (opt_int(cmd, a, v, 1, 1 << 24, &l) < 0)
+            return -1;
+        o->gs.n_ctx = (int)l;
+    } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+        VAL();
+        if (opt_int(cmd, a, v, 1, 256, &l) < 0)
+            return -1;
+        o->gs.n_threads = (int)l;
+    } else {
+        return 0;
+    }
+#undef VAL
+    return 1;
+}
+
+int tui_genopts_resolve(const char *cmd, GenOpts *o, const EngModel *m)
+{
+    EngErr err = { 0 };
+    EngScope scope;
+    int from;
+    if (eng_scope_parse(o->scope, &scope, &from, &err) < 0) {
+        fprintf(stderr, "moescope %s: %s\n", cmd, err.msg);
+        return -1;
+    }
+    GenSettings *g = &o->gs;
+    g->n_ivs = 0;
+    const char **lists[3] = { o->bias, o->disable, o->force };
+    int counts[3] = { o->n_bias, o->n_disable, o->n_force };
+    EngIvKind kinds[3] = { ENG_IV_BIAS, ENG_IV_DISABLE, ENG_IV_FORCE };
+    for (int k = 0; k < 3; k++)
+        for (int j = 0; j < counts[k]; j++) {
+            int n = eng_iv_parse(m, kinds[k], lists[k][j], g->ivs + g->n_ivs,
+                                 GEN_MAX_IVS - g->n_ivs, &err);
+            if (n < 0) {
+                fprintf(stderr, "moescope %s: %s\n", cmd, err.msg);
+                return -1;
+            }
+            g->n_ivs += n;
+        }
+    const EngInfo *I = eng_model_info(m);
+    if (o->route_top_k > 0) {
+        if (o->route_top_k > I->n_expert) {
+            fprintf(stderr, "moescope %s: --top-k %ld out of range 1..%d (experts per layer)\n",
+                    cmd, o->route_top_k, I->n_expert);
+            return -1;
+        }
+        EngIv iv = { .kind = ENG_IV_TOPK, .layer = -1, .value = (float)o->route_top_k };
+        g->ivs[g->n_ivs++] = iv;
+    }
+    if (o->route_top_p > 0) {
+        EngIv iv = { .kind = ENG_IV_TOPP, .layer = -1, .value = (float)o->route_top_p,
+                     .cap = (int)o->route_top_p_cap };
+        g->ivs[g->n_ivs++] = iv;
+    }
+    for (int i = 0; i < g->n_ivs; i++) {
+        g->ivs[i].scope = scope;
+        g->ivs[i].from_pos = from;
+    }
+    return 0;
+}
+
+EngModel *tui_open_model(const char *cmd, const char *path)
+{
+    EngErr err = { 0 };
+    EngModel *m = eng_model_open(path, &err);
+    if (!m)
+        fprintf(stderr, "moescope %s: %s\n", cmd, err.msg);
+    return m;
+}
+
+char *tui_ivs_text(const EngIv *ivs, int n)
+{
+    size_t cap = (size_t)n * 64 + 1, len = 0;
+    char *s = malloc(cap);
+    if (!s)
+        return NULL;
+    s[0] = 0;
+    for (int i = 0; i < n; i++) {
+        int w = eng_iv_format(&ivs[i], s + len, cap - len);
+        if (w < 0 || (size_t)w >= cap - len)
+            break;
+        len += (size_t)w;
+        if (i + 1 < n && len + 2 < cap) {
+            s[len++] = '\n';
+            s[len] = 0;
+        }
+    }
+    return s;
+}

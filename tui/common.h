@@ -1,0 +1,46 @@
+/*
+** tui/common.h — pieces the subcommands share: the default model path, the
+** intervention/sampling options of run/eval/ppl, opening a model with a
+** message.
+*/
+#ifndef TUI_COMMON_H
+#define TUI_COMMON_H
+
+#include "engine/eng.h"
+#include "tui/gen.h"
+
+/* The shipped sample: samples/sample-q8_0.gguf under the working directory,
+** else beside the binary.  Returns a static string. */
+const char *tui_default_model(void);
+
+/* Options every generating command accepts (-m, -t, --disable, --force,
+** --bias, --top-k, --route-top-p, --scope, --temp, --top-p, --sample-top-k,
+** --seed, --greedy, -n, --ctx, --special).  Interventions are collected as
+** text first and parsed once the model is open (their ranges depend on it). */
+typedef struct {
+    const char *model;
+    const char *disable[64], *force[64], *bias[64];
+    int n_disable, n_force, n_bias;
+    long route_top_k;          /* 0 = model's k */
+    double route_top_p;        /* 0 = off */
+    long route_top_p_cap;
+    const char *scope;
+    GenSettings gs;
+} GenOpts;
+
+void tui_genopts_init(GenOpts *o);
+/* If argv[*i] is one of the options above, consume it (and its value) and
+** return 1; return 0 if it is not ours, -1 on a bad value (message printed). */
+int tui_genopts_parse(const char *cmd, GenOpts *o, int argc, char **argv, int *i);
+/* Turn the collected intervention text into o->gs.ivs for model m. */
+int tui_genopts_resolve(const char *cmd, GenOpts *o, const EngModel *m);
+/* Usage lines for these options. */
+extern const char *tui_genopts_help;
+
+/* Open a model; prints "moescope CMD: <message>" on failure. */
+EngModel *tui_open_model(const char *cmd, const char *path);
+
+/* Text of the interventions, one per line, as eng_iv_format writes them. */
+char *tui_ivs_text(const EngIv *ivs, int n);
+
+#endif
