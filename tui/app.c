@@ -170,6 +170,7 @@ int tui_app_open_run(TuiApp *a, int idx)
         tui_app_msg(a, "%s", err[0] ? err : "cannot load the run");
         return -1;
     }
+    tui_tokens_to_text(&toks, a->runner);
     tui_agg_done(&a->agg);
     tui_tokens_done(&a->toks);
     a->agg = agg;
@@ -259,17 +260,18 @@ int tui_app_poll(TuiApp *a)
     while (e) {
         TuiEv *next = e->next;
         switch (e->kind) {
-        case TUI_EV_TOKEN:
-            if (tui_tokens_push(&a->toks, e->id, e->msg, strlen(e->msg), e->is_prompt, e->logprob) >= 0) {
-                a->agg.n_tok++;
-                if (e->is_prompt)
-                    a->agg.n_prompt++;
-                if (!e->is_prompt || a->sel_tok == 0)
-                    a->sel_tok = a->toks.n - 1;
-            }
+        case TUI_EV_TOKEN: {
+            /* routes of a prompt chunk may come before its tokens: a
+            ** placeholder then already holds the position */
+            if (tui_tokens_put(&a->toks, e->pos, e->id, e->msg, strlen(e->msg), e->is_prompt, e->logprob) >= 0 &&
+                (!e->is_prompt || a->sel_tok == 0))
+                a->sel_tok = e->pos;
             break;
+        }
         case TUI_EV_ROUTE: {
             int k = e->k < 16 ? e->k : 16;
+            if (e->pos >= a->toks.n)
+                tui_tokens_put(&a->toks, e->pos, -1, "", 0, e->is_prompt, NAN);
             tui_tokens_set_route(&a->toks, e->pos, e->layer, e->experts, e->weights, k, NULL);
             tui_agg_add(&a->agg, e->layer, e->is_prompt, e->experts, e->weights, k);
             break;
@@ -287,9 +289,14 @@ int tui_app_poll(TuiApp *a)
             for (int i = 0; i < a->runs.n; i++)
                 if (a->runs.a[i].id == e->run_id)
                     a->cur_run = i;
-            tui_app_msg(a, "run %lld done: %d tokens", (long long)e->run_id, a->toks.n);
-            if (a->live_is_steer && a->cur != TUI_V_STEER)
-                tui_app_show(a, TUI_V_STEER);
+            if (a->live_is_steer) {
+                /* the steer view's status line tells what changed */
+                a->msg[0] = 0;
+                if (a->cur != TUI_V_STEER)
+                    tui_app_show(a, TUI_V_STEER);
+            } else {
+                tui_app_msg(a, "run %lld done: %d tokens", (long long)e->run_id, a->toks.n);
+            }
             break;
         case TUI_EV_ERROR:
             if (a->runner && a->runner->join)
@@ -302,8 +309,17 @@ int tui_app_poll(TuiApp *a)
         e = next;
         changed = 1;
     }
-    if (changed)
+    if (changed) {
+        /* positions = tokens known so far (a live aggregate) */
+        if (a->running || a->live_run_id) {
+            int np = 0;
+            for (int i = 0; i < a->toks.n; i++)
+                np += a->toks.is_prompt[i];
+            a->agg.n_tok = a->toks.n;
+            a->agg.n_prompt = np;
+        }
         tui_app_regrid(a);
+    }
     return changed;
 }
 

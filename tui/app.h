@@ -30,6 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+typedef struct TuiRunner TuiRunner;
+
 /* ---- layout ---------------------------------------------------------- */
 
 typedef struct { int x, y, w, h; } TuiRect;
@@ -207,6 +209,17 @@ void tui_tokens_done(TuiTokens *t);
 /* Append a token (piece is copied); returns its index or -1. */
 int tui_tokens_push(TuiTokens *t, int32_t id, const char *piece, size_t len,
                     int is_prompt, float logprob);
+/* Turn raw vocabulary pieces into the text they stand for: through the
+** runner's model when it knows the token, else SentencePiece conventions
+** ("▁" is a space, "<0xNN>" a byte) and GPT-2 byte-level BPE ("Ġ" space,
+** "Ċ" newline).  Can't fail (a piece that cannot be converted is kept). */
+void tui_tokens_to_text(TuiTokens *t, const TuiRunner *r);
+/* The same for one piece into buf (NUL-terminated); returns the length. */
+size_t tui_piece_text(const char *raw, char *buf, size_t cap);
+/* Set the token at position pos: appends (padding any gap with empty
+** placeholder tokens) or replaces a placeholder.  Returns pos or -1. */
+int tui_tokens_put(TuiTokens *t, int pos, int32_t id, const char *piece, size_t len,
+                   int is_prompt, float logprob);
 /* Record a route for token i (experts/weights k entries, logits n_expert
 ** or NULL); updates the token's entropy.  Returns -1 on bad index. */
 int tui_tokens_set_route(TuiTokens *t, int i, int layer, const int32_t *experts,
@@ -291,6 +304,7 @@ typedef struct TuiSource {
     int (*load_agg)(void *self, const int64_t *runs, int n, TuiAgg *out, char *err, size_t cap);
     /* aggregates of every run with tag, or of every run without it (not=1) */
     int (*load_tag_agg)(void *self, const char *tag, int not, TuiAgg *out, char *err, size_t cap);
+    /* pieces are the database's raw vocabulary strings */
     int (*load_tokens)(void *self, int64_t run, TuiTokens *out, char *err, size_t cap);
     void (*close)(void *self);
 } TuiSource;
@@ -353,9 +367,21 @@ typedef struct TuiRunner {
                  int64_t parent, const char *tag, TuiQueue *q, char *err, size_t cap);
     void (*join)(void *self);
     void (*close)(void *self);
+    /* text a recorded token stands for (raw = its vocabulary string as the
+    ** database keeps it); returns the length or -1 if the token is not from
+    ** this model's vocabulary.  May be NULL. */
+    int (*piece)(void *self, int32_t id, const char *raw, size_t raw_len, char *buf, int cap);
     int n_layer, n_expert, k;   /* shape of the routes it produces */
     int n_predict;              /* tokens to generate */
 } TuiRunner;
+
+/* app_engine.c: open the model and fill out with a runner that generates
+** on its own thread and logs each run to db_path (a re-run as a child of
+** its parent).  title receives a one-line description of the model.
+** Returns 0, or -1 with the engine's message in err. */
+int tui_engine_runner_open(TuiRunner *out, const char *model_path, const char *db_path,
+                           int n_predict, int n_threads, char *title, size_t tcap,
+                           char *err, size_t cap);
 
 /* ---- the app --------------------------------------------------------- */
 

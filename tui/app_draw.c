@@ -331,6 +331,19 @@ void tui_tok_disp(const TuiApp *a, const TuiTokens *t, int i, char *buf, size_t 
         snprintf(buf, cap, "%s", a->term.utf8 ? "∅" : "_");
 }
 
+/* Display form with a visible mark before the token where texts part. */
+static void tok_disp_mark(const TuiApp *a, const TuiTokens *t, int i, int mark, char *buf, size_t cap)
+{
+    if (i != mark) {
+        tui_tok_disp(a, t, i, buf, cap);
+        return;
+    }
+    const char *m = a->term.utf8 ? "│" : "|";
+    size_t ml = strlen(m);
+    memcpy(buf, m, ml);
+    tui_tok_disp(a, t, i, buf + ml, cap - ml);
+}
+
 static int tok_attr(TuiApp *a, const TuiTokens *t, int i)
 {
     int at = t->is_prompt[i] ? 0 : A_BOLD;
@@ -369,7 +382,7 @@ void tui_draw_tokens(TuiApp *a, TuiRect r, int focus, const TuiTokens *t,
     int row = 0, col = 0, selrow = 0;
     int sel = record_pos ? a->sel_tok : (mark_from >= 0 ? mark_from : 0);
     for (int i = 0; i < t->n; i++) {
-        tui_tok_disp(a, t, i, d, sizeof d);
+        tok_disp_mark(a, t, i, mark_from, d, sizeof d);
         int w = tui_str_width(d);
         if (w > iw)
             w = iw;
@@ -385,7 +398,7 @@ void tui_draw_tokens(TuiApp *a, TuiRect r, int focus, const TuiTokens *t,
     row = 0;
     col = 0;
     for (int i = 0; i < t->n; i++) {
-        tui_tok_disp(a, t, i, d, sizeof d);
+        tok_disp_mark(a, t, i, mark_from, d, sizeof d);
         int w = tui_str_width(d);
         if (w > iw)
             w = iw;

@@ -214,6 +214,86 @@ int tui_tokens_push(TuiTokens *t, int32_t id, const char *piece, size_t len,
     return i;
 }
 
+int tui_tokens_put(TuiTokens *t, int pos, int32_t id, const char *piece, size_t len,
+                   int is_prompt, float logprob)
+{
+    if (pos < 0)
+        return -1;
+    while (t->n < pos)
+        if (tui_tokens_push(t, -1, "", 0, is_prompt, NAN) < 0)
+            return -1;
+    if (pos == t->n)
+        return tui_tokens_push(t, id, piece, len, is_prompt, logprob);
+    char *p = malloc(len + 1);
+    if (!p)
+        return -1;
+    memcpy(p, piece, len);
+    p[len] = 0;
+    free(t->piece[pos]);
+    t->piece[pos] = p;
+    t->id[pos] = id;
+    t->is_prompt[pos] = (uint8_t)(is_prompt != 0);
+    t->logprob[pos] = logprob;
+    return pos;
+}
+
+static int hexval(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 :
+           c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+size_t tui_piece_text(const char *raw, char *buf, size_t cap)
+{
+    size_t o = 0, n = strlen(raw);
+    if (cap == 0)
+        return 0;
+    /* "<0xNN>" alone is one byte */
+    if (n == 6 && raw[0] == '<' && raw[1] == '0' && raw[2] == 'x' && raw[5] == '>' &&
+        hexval(raw[3]) >= 0 && hexval(raw[4]) >= 0) {
+        if (cap > 1)
+            buf[o++] = (char)(hexval(raw[3]) * 16 + hexval(raw[4]));
+        buf[o] = 0;
+        return o;
+    }
+    for (size_t i = 0; i < n && o + 1 < cap;) {
+        const unsigned char *s = (const unsigned char *)raw + i;
+        if (i + 3 <= n && s[0] == 0xE2 && s[1] == 0x96 && s[2] == 0x81) {   /* ▁ */
+            buf[o++] = ' ';
+            i += 3;
+        } else if (i + 2 <= n && s[0] == 0xC4 && s[1] == 0xA0) {            /* Ġ */
+            buf[o++] = ' ';
+            i += 2;
+        } else if (i + 2 <= n && s[0] == 0xC4 && s[1] == 0x8A) {            /* Ċ */
+            buf[o++] = '\n';
+            i += 2;
+        } else {
+            buf[o++] = raw[i++];
+        }
+    }
+    buf[o] = 0;
+    return o;
+}
+
+void tui_tokens_to_text(TuiTokens *t, const TuiRunner *r)
+{
+    char buf[512];
+    for (int i = 0; i < t->n; i++) {
+        int n = -1;
+        if (r && r->piece)
+            n = r->piece(r->self, t->id[i], t->piece[i], strlen(t->piece[i]), buf, (int)sizeof buf - 1);
+        if (n < 0 || n > (int)sizeof buf - 1)
+            n = (int)tui_piece_text(t->piece[i], buf, sizeof buf);
+        buf[n] = 0;
+        char *p = malloc((size_t)n + 1);
+        if (!p)
+            continue;
+        memcpy(p, buf, (size_t)n + 1);
+        free(t->piece[i]);
+        t->piece[i] = p;
+    }
+}
+
 /* Entropy (nats) of softmax(logits). */
 static float softmax_entropy(const float *l, int n)
 {

@@ -5,6 +5,7 @@
 */
 #include "tui/app.h"
 #include "tui/cmds.h"
+#include "tui/common.h"
 
 #include <langinfo.h>
 #include <locale.h>
@@ -72,12 +73,23 @@ int tui_cmd_tui(int argc, char **argv)
         fprintf(stderr, "moescope tui: %s\n", err);
         return 1;
     }
-    TuiRunner *rp = NULL;
+    TuiRunner runner, *rp = NULL;
     char title[160];
     snprintf(title, sizeof title, "%s", db_path);
-    (void)model;
-    (void)n_predict;
-    (void)n_threads;
+    int explicit_model = model != NULL;
+    if (!model)
+        model = tui_default_model();
+    if (explicit_model || access(model, R_OK) == 0) {
+        if (tui_engine_runner_open(&runner, model, db_path, n_predict, n_threads, title,
+                                   sizeof title, err, sizeof err)) {
+            fprintf(stderr, "moescope tui: %s\n", err);
+            src.close(src.self);
+            return 1;
+        }
+        rp = &runner;
+        size_t o = strlen(title);
+        snprintf(title + o, sizeof title - o, "  db %s", db_path);
+    }
     TuiApp *app = malloc(sizeof *app);
     if (!app || tui_app_init(app, &src, rp, title)) {
         fprintf(stderr, "moescope tui: out of memory\n");

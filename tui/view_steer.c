@@ -117,6 +117,8 @@ static void steer_draw(TuiView *v, TuiApp *a)
         }
         /* routing difference heatmap below */
         int hy = y + th, hh = rest - th;
+        if (hh > a->agg.n_layer + 3)
+            hh = a->agg.n_layer + 3;
         if (hh >= 4 && a->agg.cnt && a->base_agg.cnt && !a->running) {
             TuiGrid g = { 0 };
             if (tui_grid_delta(&g, &a->agg, &a->base_agg, a->hm_value, TUI_HM_ALL) == 0) {
