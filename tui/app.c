@@ -285,6 +285,11 @@ int tui_app_poll(TuiApp *a)
                 a->runner->join(a->runner->self);
             a->running = 0;
             a->live_run_id = e->run_id;
+            for (int i = 0; i < a->toks.n; i++)
+                if (!a->toks.is_prompt[i]) {
+                    a->sel_tok = i;   /* the first generated token */
+                    break;
+                }
             load_runs(a);
             for (int i = 0; i < a->runs.n; i++)
                 if (a->runs.a[i].id == e->run_id)

@@ -148,11 +148,19 @@ void tui_draw_status(TuiApp *a, const char *s)
 void tui_draw_small(TuiApp *a)
 {
     erase();
-    char b[96];
-    snprintf(b, sizeof b, "terminal %dx%d: moescope needs %dx%d", a->w, a->h, TUI_MIN_W, TUI_MIN_H);
-    int y = a->h / 2;
-    for (int off = 0; off < (int)strlen(b) && y < a->h; off += a->w > 0 ? a->w : 1, y++)
-        mvaddnstr(y, 0, b + off, a->w > 0 ? a->w : 1);
+    if (a->w < 1 || a->h < 1)
+        return;
+    char l1[64], l2[64];
+    snprintf(l1, sizeof l1, "moescope needs %dx%d", TUI_MIN_W, TUI_MIN_H);
+    snprintf(l2, sizeof l2, "terminal is %dx%d", a->w, a->h);
+    const char *lines[2] = { l1, l2 };
+    int y = a->h / 2 - 1;
+    if (y < 0)
+        y = 0;
+    /* each line wrapped at the width, as many rows as there are */
+    for (int i = 0; i < 2; i++)
+        for (size_t off = 0, n = strlen(lines[i]); off < n && y < a->h; off += (size_t)a->w, y++)
+            mvaddnstr(y, 0, lines[i] + off, a->w);
 }
 
 /* ---- heatmap --------------------------------------------------------- */
@@ -217,10 +225,10 @@ void tui_draw_heatmap(TuiApp *a, TuiRect r, int focus)
     int x0 = r.x + 1, y0 = r.y + 1, iw = r.w - 2, ih = r.h - 2;
     const int side = 26;
     int gw = iw;
-    if (iw - side >= TUI_HM_LABEL + TUI_HM_CELL * 8) {
-        int need = TUI_HM_LABEL + TUI_HM_CELL * a->grid.n_expert + 1;
+    /* legend beside the grid only when the grid keeps enough room */
+    int need = TUI_HM_LABEL + TUI_HM_CELL * a->grid.n_expert + 1;
+    if (iw - side >= (need < 60 ? need : 60))
         gw = need < iw - side ? need : iw - side;
-    }
     TuiHmGeom *g = &a->geom;
     tui_hm_geom(g, a->grid.n_layer, a->grid.n_expert, gw, ih, a->condense, a->sel_layer, a->sel_expert);
     TuiScale sc;
