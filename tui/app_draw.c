@@ -435,7 +435,7 @@ void tui_draw_tokens(TuiApp *a, TuiRect r, int focus, const TuiTokens *t,
 void tui_draw_route(TuiApp *a, TuiRect r)
 {
     const TuiTokens *t = &a->toks;
-    char title[160];
+    char title[256];
     if (t->n == 0 || a->sel_tok < 0 || a->sel_tok >= t->n) {
         tui_draw_box(a, r, "Route", 0);
         return;
