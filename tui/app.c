@@ -272,7 +272,8 @@ int tui_app_poll(TuiApp *a)
             int k = e->k < 16 ? e->k : 16;
             if (e->pos >= a->toks.n)
                 tui_tokens_put(&a->toks, e->pos, -1, "", 0, e->is_prompt, NAN);
-            tui_tokens_set_route(&a->toks, e->pos, e->layer, e->experts, e->weights, k, NULL);
+            tui_tokens_set_route(&a->toks, e->pos, e->layer, e->experts, e->weights, k,
+                                 e->n_logits == a->toks.n_expert ? e->logits : NULL);
             tui_agg_add(&a->agg, e->layer, e->is_prompt, e->experts, e->weights, k);
             break;
         }

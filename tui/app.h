@@ -331,6 +331,8 @@ typedef struct TuiEv {
     float logprob;
     int32_t experts[16];
     float weights[16];
+    int n_logits;           /* ROUTE: router logits included (n_expert <= 64) */
+    float logits[64];
     int done, total;
     int64_t run_id;
     char msg[256];          /* piece bytes for TOKEN (NUL-terminated), error text */

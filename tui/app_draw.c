@@ -456,7 +456,11 @@ void tui_draw_route(TuiApp *a, TuiRect r)
         return;
     int k = t->k;
     const int barw = 6;
-    int colw = 5 + k * (10 + barw) + 1;
+    int colw = 5 + k * (10 + barw + 1) + 1;
+    /* router-logit bars: one column per expert (softmax, relative to max) */
+    int spark = t->logits && t->n_expert <= 64 && iw >= colw + t->n_expert + 1;
+    if (spark)
+        colw += t->n_expert + 1;
     int ncols = iw / colw;
     if (ncols < 1)
         ncols = 1;
@@ -495,7 +499,31 @@ void tui_draw_route(TuiApp *a, TuiRect r)
             tui_draw_str(a, y, x, x0 + iw - x, it, at);
             tui_bar(w, barw, a->term.utf8, bar, sizeof bar);
             tui_draw_str(a, y, x + 10, barw, bar, tui_attr(a, TUI_C_HEAT0 + 4 < TUI_C_COUNT && a->term.colors ? TUI_C_HEAT0 + 4 : TUI_C_NORMAL));
-            x += 10 + barw;
+            x += 10 + barw + 1;
+        }
+        if (spark) {
+            static const char *const u8[8] = { "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█" };
+            static const char *const as[8] = { "_", ".", ":", "-", "=", "+", "*", "#" };
+            const float *lg = t->logits + ((size_t)a->sel_tok * (size_t)t->n_layer + (size_t)l) * (size_t)t->n_expert;
+            float mx = -INFINITY;
+            for (int e = 0; e < t->n_expert; e++)
+                if (lg[e] > mx)
+                    mx = lg[e];
+            if (!isfinite(mx))
+                continue;
+            char sp[64 * 3 + 1];
+            size_t o = 0;
+            for (int e = 0; e < t->n_expert; e++) {
+                /* probability relative to the top expert's */
+                float p = expf(lg[e] - mx);
+                int lv = (int)(p * 7.0f + 0.5f);
+                const char *g = a->term.utf8 ? u8[lv] : as[lv];
+                size_t gl = strlen(g);
+                memcpy(sp + o, g, gl);
+                o += gl;
+            }
+            sp[o] = 0;
+            tui_draw_str(a, y, x, t->n_expert, sp, tui_attr(a, a->term.colors ? TUI_C_TITLE : TUI_C_NORMAL));
         }
     }
 }

@@ -104,6 +104,10 @@ static void on_route(void *user, const EngRoute *rt)
         e.experts[j] = rt->experts[j];
         e.weights[j] = rt->weights[j];
     }
+    if (rt->logits && rt->n_expert <= 64) {
+        e.n_logits = rt->n_expert;
+        memcpy(e.logits, rt->logits, sizeof(float) * (size_t)rt->n_expert);
+    }
     tui_queue_push(r->q, &e);
 }
 
