@@ -152,6 +152,10 @@ int tui_app_open_run(TuiApp *a, int idx)
     char err[256] = "";
     if (!a->src || idx < 0 || idx >= a->runs.n)
         return -1;
+    if (a->running) {
+        tui_app_msg(a, "a run is going: wait for it or cancel it (c on the Steer screen)");
+        return -1;
+    }
     int64_t ids[256];
     int n = 0;
     for (int i = 0; i < a->runs.n && n < 256; i++)

@@ -211,6 +211,12 @@ static const char *iv_mark(const TuiApp *a, int l, int e)
     return NULL;
 }
 
+/* Visible column of the cursor expert. */
+static int cc_label(const TuiApp *a, const TuiHmGeom *g)
+{
+    return a->sel_expert / g->egroup - g->e0;
+}
+
 void tui_draw_heatmap(TuiApp *a, TuiRect r, int focus)
 {
     char title[200];
@@ -234,10 +240,18 @@ void tui_draw_heatmap(TuiApp *a, TuiRect r, int focus)
     TuiScale sc;
     grid_scale(a, &sc);
     char num[16];
+    /* expert numbers, right-aligned over their cells; a number is skipped
+    ** when it would touch the previous one (three digits) */
+    int last_end = -1;
     for (int c = 0; c < g->cols; c++) {
         int e = (g->e0 + c) * g->egroup;
-        snprintf(num, sizeof num, "%3d", e);
-        tui_draw_str(a, y0, x0 + TUI_HM_LABEL + c * TUI_HM_CELL - 1, 3, num, A_DIM);
+        int len = snprintf(num, sizeof num, "%d", e);
+        int xe = x0 + TUI_HM_LABEL + c * TUI_HM_CELL + 1;      /* last column of the cell */
+        int xs = xe - len + 1;
+        if (xs <= last_end + 1 && c != cc_label(a, g))
+            continue;
+        tui_draw_str(a, y0, xs, len, num, c == cc_label(a, g) ? A_BOLD : A_DIM);
+        last_end = xe;
     }
     int cl = a->sel_layer / g->lgroup - g->l0, cc = a->sel_expert / g->egroup - g->e0;
     for (int row = 0; row < g->rows; row++) {

@@ -199,9 +199,14 @@ static void *run_thread(void *p)
                       .t_gen_ms = st.t_gen * 1e3,
                       .error = !ok ? ee.msg : r->sticky != DB_OK ? "a database write failed" : NULL };
     int logged = r->sticky == DB_OK;
-    DbStatus fs = db_log_finish(r->log, ok && logged ? DB_RUN_COMPLETE : DB_RUN_FAILED, &rs, &de);
+    if (ok && st.cancelled)
+        rs.error = "cancelled in the app";
+    DbStatus fs = db_log_finish(r->log, ok && logged && !st.cancelled ? DB_RUN_COMPLETE : DB_RUN_FAILED,
+                                &rs, &de);
     r->log = NULL;
-    if (!ok)
+    if (ok && st.cancelled)
+        push_err(r->q, "run", "cancelled");
+    else if (!ok)
         push_err(r->q, "generation", ee.msg);
     else if (fs != DB_OK || !logged)
         push_err(r->q, "logging the run", fs != DB_OK ? de.msg : db_status_str(r->sticky));
