@@ -312,7 +312,8 @@ int tui_app_poll(TuiApp *a)
             if (a->runner && a->runner->join)
                 a->runner->join(a->runner->self);
             a->running = 0;
-            tui_app_msg(a, "run failed: %s", e->msg);
+            load_runs(a);   /* a failed run is in the database too */
+            tui_app_msg(a, "%s", e->msg);
             break;
         }
         free(e);

@@ -205,7 +205,7 @@ static void *run_thread(void *p)
                                 &rs, &de);
     r->log = NULL;
     if (ok && st.cancelled)
-        push_err(r->q, "run", "cancelled");
+        push_err(r->q, "cancelled", "the run is logged as failed");
     else if (!ok)
         push_err(r->q, "generation", ee.msg);
     else if (fs != DB_OK || !logged)

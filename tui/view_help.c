@@ -46,7 +46,7 @@ static const char *const help[] = {
     "",
     "Prompt (F6)",
     "  type text (UTF-8, Enter = new line)   Ctrl-G or F10  generate",
-    "  Esc         back",
+    "  c           cancel a running generation   Esc  back",
     NULL
 };
 

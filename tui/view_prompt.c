@@ -10,7 +10,7 @@
 #include <string.h>
 
 static const char *const prompt_keys[] = {
-    "^G/F10", "Generate", "Enter", "New line", "Esc", "Back", "F1", "Help", NULL
+    "^G/F10", "Generate", "Enter", "New line", "c", "Cancel (running)", "Esc", "Back", "F1", "Help", NULL
 };
 
 static void prompt_draw(TuiView *v, TuiApp *a)
@@ -71,8 +71,15 @@ static int prompt_key(TuiView *v, TuiApp *a, int key)
         tui_app_start_run(a, a->prompt_buf, 0);
         return TUI_K_HANDLED | TUI_K_REDRAW;
     }
-    if (a->running)
-        return key == 27 ? TUI_K_IGNORED : TUI_K_HANDLED;
+    if (a->running) {
+        /* no typing while generating; c cancels, other keys work as anywhere */
+        if (key == 'c') {
+            tui_queue_cancel(&a->q);
+            tui_app_msg(a, "cancelling the run…");
+            return TUI_K_HANDLED | TUI_K_REDRAW;
+        }
+        return key >= 32 && key < 256 && key != 127 && key != 'q' ? TUI_K_HANDLED : TUI_K_IGNORED;
+    }
     if (key == '\r' || key == '\n' || key == KEY_ENTER)
         key = '\n';
     if (key == KEY_BACKSPACE || key == 127 || key == 8) {
