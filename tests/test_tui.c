@@ -384,6 +384,65 @@ static void test_tokens_routes_hits_entropy(void **st)
     tui_tokens_done(NULL);
 }
 
+static void test_piece_text_spm_bpe_bytes(void **st)
+{
+    (void)st;
+    char b[64];
+    assert_int_equal(tui_piece_text("\xe2\x96\x81the", b, sizeof b), 4);
+    assert_string_equal(b, " the");
+    assert_int_equal(tui_piece_text("<0x0A>", b, sizeof b), 1);
+    assert_string_equal(b, "\n");
+    assert_int_equal(tui_piece_text("<0x1B>", b, sizeof b), 1);
+    assert_int_equal((unsigned char)b[0], 0x1B);
+    tui_piece_text("\xc4\xa0int\xc4\x8a", b, sizeof b);
+    assert_string_equal(b, " int\n");
+    tui_piece_text("<0xZZ>", b, sizeof b);              /* not a byte token */
+    assert_string_equal(b, "<0xZZ>");
+    tui_piece_text("\xe2\x96\x81\xe2\x96\x81" "ab", b, 3); /* cut to the buffer */
+    assert_string_equal(b, "  ");
+    /* a whole token list, no model: the same conventions */
+    TuiTokens t;
+    tui_tokens_init(&t, 1, 2, 1, 0);
+    tui_tokens_push(&t, 5, "\xe2\x96\x81x", 4, 1, NAN);
+    tui_tokens_to_text(&t, NULL);
+    assert_string_equal(t.piece[0], " x");
+    tui_tokens_done(&t);
+}
+
+static void test_tokens_put_fills_placeholders(void **st)
+{
+    (void)st;
+    TuiTokens t;
+    tui_tokens_init(&t, 2, 4, 2, 0);
+    int32_t ex[2] = { 1, 2 };
+    float w[2] = { 0.5f, 0.5f };
+    /* a route for position 2 before any token: placeholders 0..2 */
+    assert_int_equal(tui_tokens_put(&t, 2, -1, "", 0, 1, NAN), 2);
+    assert_int_equal(t.n, 3);
+    assert_int_equal(tui_tokens_set_route(&t, 2, 1, ex, w, 2, NULL), 0);
+    assert_int_equal(tui_tokens_put(&t, 2, 42, "hi", 2, 1, NAN), 2);
+    assert_int_equal(t.n, 3);
+    assert_string_equal(t.piece[2], "hi");
+    assert_int_equal(t.id[2], 42);
+    assert_true(tui_tokens_hit(&t, 2, 1, 2));      /* the route survived */
+    assert_int_equal(tui_tokens_put(&t, 3, 7, "x", 1, 0, -1.0f), 3);
+    assert_int_equal(t.n, 4);
+    assert_int_equal(tui_tokens_put(&t, -1, 7, "x", 1, 0, -1.0f), -1);
+    TuiTokens u;
+    tui_tokens_init(&u, 2, 4, 2, 0);
+    for (int i = 0; i < 4; i++)
+        tui_tokens_put(&u, i, t.id[i], t.piece[i], strlen(t.piece[i]), t.is_prompt[i], NAN);
+    assert_int_equal(tui_first_divergence(&t, &u), -1);
+    tui_tokens_put(&u, 3, 8, "y", 1, 0, NAN);
+    assert_int_equal(tui_first_divergence(&t, &u), 3);
+    tui_tokens_put(&u, 4, 9, "z", 1, 0, NAN);
+    assert_int_equal(tui_first_divergence(&t, &u), 3);
+    tui_tokens_put(&u, 3, 7, "x", 1, 0, NAN);
+    assert_int_equal(tui_first_divergence(&t, &u), 4);   /* one is longer */
+    tui_tokens_done(&t);
+    tui_tokens_done(&u);
+}
+
 static void test_runs_push_copies_strings(void **st)
 {
     (void)st;
@@ -459,6 +518,8 @@ int main(void)
         cmocka_unit_test(test_hm_geom_condense_fits_everything),
         cmocka_unit_test(test_agg_grid_share_parts_and_delta),
         cmocka_unit_test(test_tokens_routes_hits_entropy),
+        cmocka_unit_test(test_piece_text_spm_bpe_bytes),
+        cmocka_unit_test(test_tokens_put_fills_placeholders),
         cmocka_unit_test(test_runs_push_copies_strings),
         cmocka_unit_test(test_queue_two_threads_keeps_order),
     };
