@@ -42,8 +42,8 @@ else
 BIN = $(BUILD)/moescope
 endif
 
-moescope: $(BIN)
 ifneq ($(BIN),moescope)
+moescope: $(BIN)
 .PHONY: moescope
 endif
 

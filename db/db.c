@@ -26,7 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,6 +76,33 @@ DbStatus db_err_set(DbErr *err, DbStatus status, const char *fmt, ...)
     return status;
 }
 
+/* SQLite often loses the errno of a failed write (EFBIG, ENOSPC): look
+** at the file system and the size limit ourselves.  Returns a description
+** when the disk or the file size limit is the likely cause, else NULL. */
+static const char *full_cause(sqlite3 *h)
+{
+    const char *path = h ? sqlite3_db_filename(h, "main") : NULL;
+    if (!path || !*path)
+        return NULL;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        char wal[4200];
+        struct stat sb;
+        snprintf(wal, sizeof wal, "%s-wal", path);
+        rlim_t big = 0;
+        if (stat(path, &sb) == 0)
+            big = (rlim_t)sb.st_size;
+        if (stat(wal, &sb) == 0 && (rlim_t)sb.st_size > big)
+            big = (rlim_t)sb.st_size;
+        if (big + (1 << 16) >= rl.rlim_cur)
+            return "file size limit reached (ulimit -f)";
+    }
+    struct statvfs vs;
+    if (statvfs(path, &vs) == 0 && (uint64_t)vs.f_bavail * vs.f_frsize < (1u << 20))
+        return "no space left on the device";
+    return NULL;
+}
+
 DbStatus db_err_sqlite(DbErr *err, sqlite3 *h, int rc, const char *what)
 {
     int prim = rc & 0xff;
@@ -102,6 +131,11 @@ DbStatus db_err_sqlite(DbErr *err, sqlite3 *h, int rc, const char *what)
     default: s = DB_E_SQL; break;
     }
     const char *m = h ? sqlite3_errmsg(h) : sqlite3_errstr(rc);
+    if (prim == SQLITE_IOERR || prim == SQLITE_FULL) {
+        const char *cause = full_cause(h);
+        if (cause)
+            return db_err_set(err, DB_E_FULL, "%s: %s (%s)", what, m, cause);
+    }
     if (sys && (prim == SQLITE_IOERR || prim == SQLITE_CANTOPEN ||
                 prim == SQLITE_FULL || prim == SQLITE_READONLY))
         return db_err_set(err, s, "%s: %s (%s)", what, m, strerror(sys));
@@ -169,28 +203,83 @@ static const char schema_v1[] =
     "instr('0123456789ABCDEF', substr(hex(substr(" blob ", " idx ", 1)), 2, 1)) - 1)"
 
 /* Version 2: the interventions as JSON, the run's storage flags, the reason
-** of a failure, the shared-expert gate, and views that decode expert ids
-** for plain-SQL users. */
+** of a failure, the shared-expert gate; per-tag load kept by triggers so a
+** tag's heatmap reads n_layer × n_expert rows whatever the number of runs;
+** deleting a run deletes its rows; views that decode expert ids for
+** plain-SQL users. */
 static const char schema_v2[] =
     "ALTER TABLE runs ADD COLUMN iv_json TEXT NOT NULL DEFAULT '[]';"
     "ALTER TABLE runs ADD COLUMN flags INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE runs ADD COLUMN error TEXT;"
     "ALTER TABLE routes ADD COLUMN shared_gate REAL;"
+    "CREATE TABLE tag_load("
+    " tag TEXT NOT NULL, layer INTEGER NOT NULL, expert INTEGER NOT NULL,"
+    " n INTEGER NOT NULL, w REAL NOT NULL,"
+    " n_prompt INTEGER NOT NULL, w_prompt REAL NOT NULL,"
+    " PRIMARY KEY(tag, layer, expert)) WITHOUT ROWID;"
+    "INSERT INTO tag_load SELECT r.tag, l.layer, l.expert, sum(l.n), sum(l.w),"
+    " sum(l.n_prompt), sum(l.w_prompt) FROM load l JOIN runs r ON r.id = l.run"
+    " WHERE r.status = 'complete' AND r.tag IS NOT NULL"
+    " GROUP BY r.tag, l.layer, l.expert;"
+    /* a run becoming complete (its load rows are already written) */
+    "CREATE TRIGGER tag_load_add AFTER UPDATE OF status ON runs"
+    " WHEN new.status = 'complete' AND old.status <> 'complete' AND new.tag IS NOT NULL"
+    " BEGIN"
+    "  INSERT INTO tag_load SELECT new.tag, layer, expert, n, w, n_prompt, w_prompt"
+    "   FROM load WHERE run = new.id AND true"
+    "   ON CONFLICT(tag, layer, expert) DO UPDATE SET n = n + excluded.n,"
+    "    w = w + excluded.w, n_prompt = n_prompt + excluded.n_prompt,"
+    "    w_prompt = w_prompt + excluded.w_prompt;"
+    " END;"
+    /* a complete run leaving a tag: retagged, or its status changed back */
+    "CREATE TRIGGER tag_load_sub AFTER UPDATE OF status, tag ON runs"
+    " WHEN old.status = 'complete' AND old.tag IS NOT NULL"
+    "  AND (new.status <> 'complete' OR new.tag IS NOT old.tag)"
+    " BEGIN"
+    "  UPDATE tag_load SET n = tag_load.n - l.n, w = tag_load.w - l.w,"
+    "   n_prompt = tag_load.n_prompt - l.n_prompt,"
+    "   w_prompt = tag_load.w_prompt - l.w_prompt FROM load l"
+    "   WHERE l.run = old.id AND tag_load.tag = old.tag"
+    "   AND tag_load.layer = l.layer AND tag_load.expert = l.expert;"
+    "  DELETE FROM tag_load WHERE tag = old.tag AND n <= 0;"
+    " END;"
+    "CREATE TRIGGER tag_load_retag AFTER UPDATE OF tag ON runs"
+    " WHEN new.status = 'complete' AND old.status = 'complete' AND new.tag IS NOT NULL"
+    "  AND new.tag IS NOT old.tag"
+    " BEGIN"
+    "  INSERT INTO tag_load SELECT new.tag, layer, expert, n, w, n_prompt, w_prompt"
+    "   FROM load WHERE run = new.id AND true"
+    "   ON CONFLICT(tag, layer, expert) DO UPDATE SET n = n + excluded.n,"
+    "    w = w + excluded.w, n_prompt = n_prompt + excluded.n_prompt,"
+    "    w_prompt = w_prompt + excluded.w_prompt;"
+    " END;"
+    "CREATE TRIGGER run_delete AFTER DELETE ON runs"
+    " BEGIN"
+    "  UPDATE tag_load SET n = tag_load.n - l.n, w = tag_load.w - l.w,"
+    "   n_prompt = tag_load.n_prompt - l.n_prompt,"
+    "   w_prompt = tag_load.w_prompt - l.w_prompt FROM load l"
+    "   WHERE old.status = 'complete' AND l.run = old.id AND tag_load.tag = old.tag"
+    "   AND tag_load.layer = l.layer AND tag_load.expert = l.expert;"
+    "  DELETE FROM tag_load WHERE tag = old.tag AND n <= 0;"
+    "  DELETE FROM load WHERE run = old.id;"
+    "  DELETE FROM routes WHERE run = old.id;"
+    "  DELETE FROM tokens WHERE run = old.id;"
+    " END;"
+    /* one row per chosen expert; the k slots come from json_each over a
+    ** k-element array built per row, so the view costs O(k) per route */
     "CREATE VIEW route_experts AS"
-    " WITH RECURSIVE slot(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM slot"
-    "   WHERE i < 65535)"
     " SELECT r.run AS run, r.pos AS pos, r.layer AS layer,"
-    "  r.is_prompt AS is_prompt, slot.i AS rank,"
+    "  r.is_prompt AS is_prompt, s.key AS rank,"
     "  CASE length(r.experts) / r.k"
-    "   WHEN 1 THEN " BYTE_AT("r.experts", "slot.i + 1")
-    "   ELSE " BYTE_AT("r.experts", "2 * slot.i + 1")
-    "    + 256 * " BYTE_AT("r.experts", "2 * slot.i + 2")
+    "   WHEN 1 THEN " BYTE_AT("r.experts", "s.key + 1")
+    "   ELSE " BYTE_AT("r.experts", "2 * s.key + 1")
+    "    + 256 * " BYTE_AT("r.experts", "2 * s.key + 2")
     "  END AS expert"
-    " FROM routes r JOIN slot ON slot.i < r.k;"
+    " FROM routes r, json_each('[' || substr(replace(hex(zeroblob(r.k)), '00', '0,'),"
+    "  1, 2 * r.k - 1) || ']') s;"
     "CREATE VIEW run_load AS"
     " SELECT r.tag AS tag, l.run AS run, l.layer AS layer, l.expert AS expert,"
-    "  l.n AS n, l.w AS w, l.n_prompt AS n_prompt, l.w_prompt AS w_prompt,"
-    "  r.n_prompt + r.n_gen AS n_tokens"
+    "  l.n AS n, l.w AS w, l.n_prompt AS n_prompt, l.w_prompt AS w_prompt"
     " FROM load l JOIN runs r ON r.id = l.run WHERE r.status = 'complete';";
 
 static const char *const migrations[DB_SCHEMA_VERSION] = { schema_v1, schema_v2 };
@@ -241,7 +330,8 @@ sqlite3 *db_connect(const char *path, int flags, int *version, DbErr *err)
 {
     sqlite3 *h = NULL;
     int ro = flags & DB_OPEN_READONLY;
-    int oflags = ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+    /* one thread at a time per connection (Db and DbLog contracts) */
+    int oflags = (ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;
     struct stat sb;
 
     if (!path || !*path) {
@@ -334,6 +424,11 @@ sqlite3 *db_connect(const char *path, int flags, int *version, DbErr *err)
         sqlite3_close(h);
         return NULL;
     }
+    if (!ro && *version == 0) {
+        /* a new file: bigger pages suit long runs of small route rows (must
+        ** be set before WAL mode and the first table) */
+        sqlite3_exec(h, "PRAGMA page_size = 16384", NULL, NULL, NULL);
+    }
     if (!ro) {
         char mode[16] = "";
         sqlite3_stmt *st = NULL;
@@ -422,42 +517,55 @@ int db_writer_alive(const char *id)
     return 1;
 }
 
-/* Mark the runs of dead writers as interrupted, in one transaction. */
+/* Mark the runs of dead writers as interrupted.  The check reads first and
+** takes the write lock only when there is something to mark, so opening a
+** database while a writer is busy never waits for it. */
 static DbStatus recover_runs(Db *db, DbErr *err)
 {
     sqlite3 *h = db->h;
-    sqlite3_stmt *sel = NULL, *upd = NULL;
-    int rc = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
-        return db_err_sqlite(err, h, rc, "recovering interrupted runs");
-    rc = sqlite3_prepare_v2(h, "SELECT id, writer FROM runs WHERE status = 'running'",
-                            -1, &sel, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(h, "UPDATE runs SET status = 'interrupted', "
-                                "finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
-                                "WHERE id = ?", -1, &upd, NULL);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
-        const char *w = (const char *)sqlite3_column_text(sel, 1);
+    sqlite3_stmt *st = NULL;
+    int64_t dead[64];
+    int n_dead = 0, more = 0;
+    int rc = sqlite3_prepare_v2(h, "SELECT id, writer FROM runs WHERE status = 'running'",
+                                -1, &st, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         rc = SQLITE_OK;
-        if (db_writer_alive(w))
+        if (db_writer_alive((const char *)sqlite3_column_text(st, 1)))
             continue;
-        sqlite3_bind_int64(upd, 1, sqlite3_column_int64(sel, 0));
-        rc = sqlite3_step(upd);
-        sqlite3_reset(upd);
-        if (rc == SQLITE_DONE)
-            rc = SQLITE_OK;
+        if (n_dead == (int)(sizeof dead / sizeof dead[0])) {
+            more = 1;           /* the rest on the next open */
+            break;
+        }
+        dead[n_dead++] = sqlite3_column_int64(st, 0);
     }
     if (rc == SQLITE_DONE)
         rc = SQLITE_OK;
-    sqlite3_finalize(sel);
-    sqlite3_finalize(upd);
-    if (rc == SQLITE_OK)
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == SQLITE_OK && n_dead > 0)
+        rc = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK && n_dead > 0)
+        rc = sqlite3_prepare_v2(h, "UPDATE runs SET status = 'interrupted', "
+                                "finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
+                                "WHERE id = ? AND status = 'running'", -1, &st, NULL);
+    for (int i = 0; rc == SQLITE_OK && i < n_dead; i++) {
+        sqlite3_bind_int64(st, 1, dead[i]);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK && n_dead > 0)
         rc = sqlite3_exec(h, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         DbStatus s = db_err_sqlite(err, h, rc, "recovering interrupted runs");
-        sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+        if (!sqlite3_get_autocommit(h))
+            sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
         return s;
     }
+    if (more)
+        return recover_runs(db, err);
     return DB_OK;
 }
 

@@ -429,9 +429,27 @@ void db_load_free(DbLoad *l)
     memset(l, 0, sizeof *l);
 }
 
+static DbStatus load_read(Db *db, const DbSel *sel, DbLoad *out, DbErr *err);
+
 DbStatus db_load(Db *db, const DbSel *sel, DbLoad *out, DbErr *err)
 {
     memset(out, 0, sizeof *out);
+    /* both statements read one snapshot: a run completing in between must
+    ** not be half counted */
+    int own_txn = sqlite3_get_autocommit(db->h);
+    if (own_txn) {
+        int rc0 = sqlite3_exec(db->h, "BEGIN", NULL, NULL, NULL);
+        if (rc0 != SQLITE_OK)
+            return db_err_sqlite(err, db->h, rc0, "reading load");
+    }
+    DbStatus s = load_read(db, sel, out, err);
+    if (own_txn)
+        sqlite3_exec(db->h, s == DB_OK ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+    return s;
+}
+
+static DbStatus load_read(Db *db, const DbSel *sel, DbLoad *out, DbErr *err)
+{
     char sql[1024] = "SELECT max(m.n_layer), max(m.n_expert), count(*), sum(r.n_prompt),"
                      " sum(r.n_gen) FROM runs r JOIN models m ON m.id = r.model"
                      " WHERE r.status = 'complete' AND ";
@@ -464,11 +482,17 @@ DbStatus db_load(Db *db, const DbSel *sel, DbLoad *out, DbErr *err)
             return db_err_set(err, DB_E_NOMEM, "reading load: out of memory");
         }
     }
-    /* sum in C: the rows arrive in (run, layer, expert) order, no sort */
-    snprintf(sql, sizeof sql,
-             "SELECT l.layer, l.expert, l.n, l.w, l.n_prompt, l.w_prompt"
-             " FROM runs r JOIN load l ON l.run = r.id WHERE r.status = 'complete' AND ");
-    db_sel_where(sel, sql, sizeof sql);
+    if (sel && sel->run <= 0 && sel->tag && sel->model <= 0) {
+        /* a whole tag: the per-tag sums the triggers keep */
+        snprintf(sql, sizeof sql, "SELECT layer, expert, n, w, n_prompt, w_prompt"
+                 " FROM tag_load WHERE tag = ?92");
+    } else {
+        /* sum in C: the rows arrive in (run, layer, expert) order, no sort */
+        snprintf(sql, sizeof sql,
+                 "SELECT l.layer, l.expert, l.n, l.w, l.n_prompt, l.w_prompt"
+                 " FROM runs r JOIN load l ON l.run = r.id WHERE r.status = 'complete' AND ");
+        db_sel_where(sel, sql, sizeof sql);
+    }
     rc = sqlite3_prepare_v2(db->h, sql, -1, &st, NULL);
     if (rc == SQLITE_OK)
         rc = db_sel_bind(st, sel);

@@ -17,13 +17,27 @@
 #include "engine/model.h"
 #include "engine/pool.h"
 #include "engine/qtypes.h"
+#include "engine/quant.h"
 #include "engine/route.h"
+
+#include <cblas.h>
+#undef I   /* <complex.h>, pulled in by cblas.h, defines I */
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* One matrix product of a fused batch: Y[t][r] = W_r . X[t], t < n. */
+typedef struct {
+    const Mat *W;
+    const float *X;
+    int ldx;
+    float *Y;
+    int ldy;
+    int n;
+} MmSpec;
 
 struct EngCtx {
     const EngModel *m;
@@ -43,7 +57,7 @@ struct EngCtx {
     float *ffo;                 /* (B, E) FFN / attention projection output */
     float *rl;                  /* (B, n_expert) router logits */
     float *sc;                  /* (n_threads, n_ctx) attention scores */
-    float *dq;                  /* (n_threads, dq_w) dequantized rows */
+    float *dq;                  /* (n_threads, MM_RB, dq_w) dequantized rows */
     int dq_w;
     /* MoE */
     int32_t *sel;               /* (B, n_expert) chosen experts */
@@ -54,10 +68,13 @@ struct EngCtx {
     float *ex_w;                /* (n_expert, B) weight */
     float *xg, *hg, *hu, *yo;   /* (B, E) (B, n_ff_max) (B, n_ff_max) (B, E) */
     float *shg;                 /* (B) shared-expert gate */
+    int exp_rows;               /* rows of xg/hg/hu/yo: n_batch * k */
     RouteScratch rs;
     float *logits;              /* (n_vocab) last position */
     EngIv *ivs;
     int n_ivs;
+    const EngQKernels *kern;    /* the CPU's kernel table */
+    MmSpec *specs;              /* (3 * n_expert + 4) fused products */
     EngRouteFn route_fn;
     void *route_user;
 };
@@ -111,48 +128,95 @@ static float silu(float x) { return x / (1.0f + expf(-x)); }
 
 typedef struct {
     EngCtx *c;
-    const Mat *W;
-    const float *X;
-    int n, ldx;
-    float *Y;
-    int ldy;
+    const MmSpec *s;
+    int ns;
+    int64_t total;      /* cost units: sum of rows * n * ncols */
 } MmJob;
+
+#define MM_RB 32        /* weight rows dequantized per sgemm block */
+#define MM_BLAS_MIN 6   /* tokens from which sgemm beats row-by-row dots */
+
+static void mm_rows(EngCtx *c, const MmSpec *s, int64_t r0, int64_t r1, int ith)
+{
+    const Mat *W = s->W;
+    int64_t nc = W->ncols;
+    const EngQKernels *K = c->kern;
+    int64_t nb = nc / eng_qtraits(W->type)->blck;
+    if (s->n == 1) {
+        EngQDotFn dot = K->dot[W->type];
+        for (int64_t r = r0; r < r1; r++)
+            s->Y[r] = dot(W->data + (uint64_t)r * W->row_bytes, s->X, nb);
+        return;
+    }
+    float *buf = c->dq + (size_t)ith * (size_t)c->dq_w * MM_RB;
+    if (s->n < MM_BLAS_MIN) {
+        EngQDotFn dotf = K->dot[QT_F32];
+        for (int64_t r = r0; r < r1; r++) {
+            const float *row = buf;
+            if (W->type == QT_F32)
+                row = (const float *)(const void *)(W->data + (uint64_t)r * W->row_bytes);
+            else
+                K->deq[W->type](W->data + (uint64_t)r * W->row_bytes, buf, nb);
+            for (int t = 0; t < s->n; t++)
+                s->Y[(size_t)t * (size_t)s->ldy + (size_t)r] =
+                    dotf(row, s->X + (size_t)t * (size_t)s->ldx, nc);
+        }
+        return;
+    }
+    for (int64_t rb = r0; rb < r1; rb += MM_RB) {
+        int m = (int)(r1 - rb < MM_RB ? r1 - rb : MM_RB);
+        const float *A = buf;
+        if (W->type == QT_F32) {
+            A = (const float *)(const void *)(W->data + (uint64_t)rb * W->row_bytes);
+        } else {
+            for (int i = 0; i < m; i++)
+                K->deq[W->type](W->data + (uint64_t)(rb + i) * W->row_bytes,
+                                buf + (size_t)i * (size_t)nc, nb);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->n, m, (int)nc, 1.0f, s->X,
+                    s->ldx, A, (int)nc, 0.0f, s->Y + rb, s->ldy);
+    }
+}
+
+static int64_t spec_row_cost(const MmSpec *s) { return (int64_t)s->n * s->W->ncols; }
 
 static void mm_task(void *arg, int ith, int nth)
 {
     MmJob *j = arg;
-    const Mat *W = j->W;
-    int64_t nr = W->nrows, nc = W->ncols;
-    int64_t r0 = nr * ith / nth, r1 = nr * (ith + 1) / nth;
-    if (j->n == 1) {
-        for (int64_t r = r0; r < r1; r++)
-            j->Y[r] = eng_qdot(W->type, W->data + (uint64_t)r * W->row_bytes, j->X, nc);
-        return;
-    }
-    float *buf = j->c->dq + (size_t)ith * (size_t)j->c->dq_w;
-    for (int64_t r = r0; r < r1; r++) {
-        const float *row;
-        if (W->type == QT_F32) {
-            row = (const float *)(const void *)(W->data + (uint64_t)r * W->row_bytes);
-        } else {
-            eng_dequant(W->type, W->data + (uint64_t)r * W->row_bytes, buf, nc);
-            row = buf;
+    int64_t lo = j->total * ith / nth, hi = j->total * (ith + 1) / nth;
+    int64_t base = 0;
+    for (int i = 0; i < j->ns && base < hi; i++) {
+        const MmSpec *s = &j->s[i];
+        int64_t rc = spec_row_cost(s);
+        int64_t cost = rc * s->W->nrows;
+        if (base + cost > lo && rc > 0) {
+            int64_t a = lo > base ? (lo - base + rc - 1) / rc : 0;
+            int64_t b = hi < base + cost ? (hi - base + rc - 1) / rc : s->W->nrows;
+            if (a < b)
+                mm_rows(j->c, s, a, b, ith);
         }
-        for (int t = 0; t < j->n; t++)
-            j->Y[(size_t)t * (size_t)j->ldy + (size_t)r] =
-                eng_qdot(QT_F32, row, j->X + (size_t)t * (size_t)j->ldx, nc);
+        base += cost;
     }
 }
 
-/* Y[t][r] = W_r . X[t] for t < n, r < W->nrows. */
-static void matmul(EngCtx *c, const Mat *W, const float *X, int n, int ldx, float *Y, int ldy)
+/* Run several independent products as one parallel job (one pool dispatch);
+** rows are split between threads in proportion to their cost. */
+static void mm_multi(EngCtx *c, const MmSpec *s, int ns)
 {
-    MmJob j = { c, W, X, n, ldx, Y, ldy };
-    double work = (double)W->nrows * (double)W->ncols * n;
-    if (work < 32768 || W->nrows < 2 * c->n_threads)
+    MmJob j = { c, s, ns, 0 };
+    for (int i = 0; i < ns; i++)
+        j.total += spec_row_cost(&s[i]) * s[i].W->nrows;
+    /* below ~25 us of work a dispatch costs more than it saves */
+    if (j.total < 262144 || c->n_threads == 1)
         mm_task(&j, 0, 1);
     else
         eng_pool_run(c->pool, mm_task, &j);
+}
+
+static void matmul(EngCtx *c, const Mat *W, const float *X, int n, int ldx, float *Y, int ldy)
+{
+    MmSpec s = { W, X, ldx, Y, ldy, n };
+    mm_multi(c, &s, 1);
 }
 
 /* RoPE on one head vector, rotating the first n_rot dims: adjacent pairs
@@ -256,9 +320,10 @@ static void qkv_standard(EngCtx *c, const Layer *ly, int il, int B, int pos0)
     const EngInfo *I = &m->info;
     int H = I->n_head, Hkv = I->n_head_kv, hk = I->head_dim_k, hv = I->head_dim_v;
     int E = I->n_embd;
-    matmul(c, &ly->wq, c->xn, B, E, c->q, H * hk);
-    matmul(c, &ly->wk, c->xn, B, E, c->k, c->kv_k);
-    matmul(c, &ly->wv, c->xn, B, E, c->v, c->kv_v);
+    MmSpec qkv[3] = { { &ly->wq, c->xn, E, c->q, H * hk, B },
+                      { &ly->wk, c->xn, E, c->k, c->kv_k, B },
+                      { &ly->wv, c->xn, E, c->v, c->kv_v, B } };
+    mm_multi(c, qkv, 3);
     for (int t = 0; t < B; t++) {
         float *q = c->q + (size_t)t * (size_t)(H * hk);
         float *k = c->k + (size_t)t * (size_t)c->kv_k;
@@ -376,42 +441,107 @@ static void attention(EngCtx *c, const Layer *ly, int il, int B, int pos0)
 
 /* ---- feed-forward ------------------------------------------------------ */
 
-/* y = down(act(gate x) * up x) for n rows of x (ld E); h buffers ld n_ff_max */
+/* gpt-oss activation: biases and the clamped SwiGLU (alpha 1.702, limit 7) */
+static void act_oai(const Layer *ly, int e, float *hg, const float *hu, int nf)
+{
+    for (int i = 0; i < nf; i++) {
+        float gv = hg[i] + vec_get(&ly->gate_eb[e], i);
+        float uv = hu[i] + vec_get(&ly->up_eb[e], i);
+        gv = gv > 7.0f ? 7.0f : gv;
+        uv = uv > 7.0f ? 7.0f : uv < -7.0f ? -7.0f : uv;
+        hg[i] = gv / (1.0f + expf(-1.702f * gv)) * (uv + 1.0f);
+    }
+}
+
+static void act_silu(float *hg, const float *hu, int nf)
+{
+    for (int i = 0; i < nf; i++)
+        hg[i] = silu(hg[i]) * hu[i];
+}
+
+/* y = down(silu(gate x) * up x) for n rows of x (ld E); h buffers ld n_ff_max */
 static void ffn_swiglu(EngCtx *c, const Mat *g, const Mat *u, const Mat *d, const float *x,
                        int n, float *y)
 {
     int E = c->m->info.n_embd, F = c->m->n_ff_max;
     int nf = (int)g->nrows;
-    matmul(c, g, x, n, E, c->hg, F);
-    matmul(c, u, x, n, E, c->hu, F);
-    for (int t = 0; t < n; t++) {
-        float *hg = c->hg + (size_t)t * (size_t)F, *hu = c->hu + (size_t)t * (size_t)F;
-        for (int i = 0; i < nf; i++)
-            hg[i] = silu(hg[i]) * hu[i];
-    }
+    MmSpec gu[2] = { { g, x, E, c->hg, F, n }, { u, x, E, c->hu, F, n } };
+    mm_multi(c, gu, 2);
+    for (int t = 0; t < n; t++)
+        act_silu(c->hg + (size_t)t * (size_t)F, c->hu + (size_t)t * (size_t)F, nf);
     matmul(c, d, c->hg, n, F, y, E);
 }
 
-/* gpt-oss expert: biases and the clamped SwiGLU (alpha 1.702, limit 7). */
-static void ffn_oai(EngCtx *c, const Layer *ly, int e, const float *x, int n, float *y)
+/* Run the experts chosen in this batch.  Tokens routed to an expert are
+** gathered into consecutive rows; experts are processed in groups whose
+** rows fit the scratch (n_batch * k rows), each group as two fused parallel
+** products (all gate+up, then all down), then scattered back weighted. */
+static void moe_experts(EngCtx *c, const Layer *ly, int B)
 {
-    int E = c->m->info.n_embd, F = c->m->n_ff_max;
-    int nf = (int)ly->gate_e[e].nrows;
-    matmul(c, &ly->gate_e[e], x, n, E, c->hg, F);
-    matmul(c, &ly->up_e[e], x, n, E, c->hu, F);
-    for (int t = 0; t < n; t++) {
-        float *hg = c->hg + (size_t)t * (size_t)F, *hu = c->hu + (size_t)t * (size_t)F;
-        for (int i = 0; i < nf; i++) {
-            float gv = hg[i] + vec_get(&ly->gate_eb[e], i);
-            float uv = hu[i] + vec_get(&ly->up_eb[e], i);
-            gv = gv > 7.0f ? 7.0f : gv;
-            uv = uv > 7.0f ? 7.0f : uv < -7.0f ? -7.0f : uv;
-            hg[i] = gv / (1.0f + expf(-1.702f * gv)) * (uv + 1.0f);
+    const EngInfo *I = &c->m->info;
+    int E = I->n_embd, NE = I->n_expert, F = c->m->n_ff_max;
+    int cap = c->exp_rows;
+    int e0 = 0;
+    while (e0 < NE) {
+        int rows = 0, e1 = e0, ns = 0;
+        while (e1 < NE && rows + c->ex_cnt[e1] <= cap)
+            rows += c->ex_cnt[e1++];
+        /* gather and build gate/up products */
+        int off = 0;
+        for (int e = e0; e < e1; e++) {
+            int n = c->ex_cnt[e];
+            if (!n)
+                continue;
+            const int *tok = c->ex_tok + (size_t)e * B;
+            for (int i = 0; i < n; i++)
+                memcpy(c->xg + (size_t)(off + i) * E, c->xn + (size_t)tok[i] * E,
+                       (size_t)E * sizeof(float));
+            MmSpec g = { &ly->gate_e[e], c->xg + (size_t)off * E, E, c->hg + (size_t)off * F, F, n };
+            MmSpec u = { &ly->up_e[e], c->xg + (size_t)off * E, E, c->hu + (size_t)off * F, F, n };
+            c->specs[ns++] = g;
+            c->specs[ns++] = u;
+            off += n;
         }
+        mm_multi(c, c->specs, ns);
+        ns = 0;
+        off = 0;
+        for (int e = e0; e < e1; e++) {
+            int n = c->ex_cnt[e];
+            if (!n)
+                continue;
+            int nf = (int)ly->gate_e[e].nrows;
+            for (int i = 0; i < n; i++) {
+                float *hg = c->hg + (size_t)(off + i) * F;
+                const float *hu = c->hu + (size_t)(off + i) * F;
+                if (ly->gate_eb)
+                    act_oai(ly, e, hg, hu, nf);
+                else
+                    act_silu(hg, hu, nf);
+            }
+            MmSpec d = { &ly->down_e[e], c->hg + (size_t)off * F, F, c->yo + (size_t)off * E, E, n };
+            c->specs[ns++] = d;
+            off += n;
+        }
+        mm_multi(c, c->specs, ns);
+        off = 0;
+        for (int e = e0; e < e1; e++) {
+            int n = c->ex_cnt[e];
+            const int *tok = c->ex_tok + (size_t)e * B;
+            const float *w = c->ex_w + (size_t)e * B;
+            for (int i = 0; i < n; i++) {
+                float *dst = c->ffo + (size_t)tok[i] * E;
+                const float *src = c->yo + (size_t)(off + i) * E;
+                if (ly->down_eb)
+                    for (int d = 0; d < E; d++)
+                        dst[d] += w[i] * (src[d] + vec_get(&ly->down_eb[e], d));
+                else
+                    for (int d = 0; d < E; d++)
+                        dst[d] += w[i] * src[d];
+            }
+            off += n;
+        }
+        e0 = e1;
     }
-    matmul(c, &ly->down_e[e], c->hg, n, F, y, E);
-    for (int t = 0; t < n; t++)
-        add_bias(y + (size_t)t * (size_t)E, &ly->down_eb[e], E);
 }
 
 static void moe(EngCtx *c, const Layer *ly, int il, int B, int pos0, int is_prompt,
@@ -455,25 +585,7 @@ static void moe(EngCtx *c, const Layer *ly, int il, int B, int pos0, int is_prom
         }
 
     memset(c->ffo, 0, (size_t)B * E * sizeof(float));
-    for (int e = 0; e < NE; e++) {
-        int n = c->ex_cnt[e];
-        if (!n)
-            continue;
-        const int *tok = c->ex_tok + (size_t)e * B;
-        const float *w = c->ex_w + (size_t)e * B;
-        for (int i = 0; i < n; i++)
-            memcpy(c->xg + (size_t)i * E, c->xn + (size_t)tok[i] * E, (size_t)E * sizeof(float));
-        if (ly->gate_eb)
-            ffn_oai(c, ly, e, c->xg, n, c->yo);
-        else
-            ffn_swiglu(c, &ly->gate_e[e], &ly->up_e[e], &ly->down_e[e], c->xg, n, c->yo);
-        for (int i = 0; i < n; i++) {
-            float *dst = c->ffo + (size_t)tok[i] * E;
-            const float *src = c->yo + (size_t)i * E;
-            for (int d = 0; d < E; d++)
-                dst[d] += w[i] * src[d];
-        }
-    }
+    moe_experts(c, ly, B);
     if (ly->gate_sh.data) {
         ffn_swiglu(c, &ly->gate_sh, &ly->up_sh, &ly->down_sh, c->xn, B, c->yo);
         for (int t = 0; t < B; t++)
@@ -518,6 +630,8 @@ static int ctx_alloc(EngCtx *c)
     if (m->qk_nope > dqw)
         dqw = m->qk_nope;
     c->dq_w = dqw;
+    c->exp_rows = c->n_batch * (I->n_expert_used > 1 ? I->n_expert_used : 1);
+    size_t R = (size_t)c->exp_rows;
 #define A(p, n) (((p) = calloc(nz(n), sizeof *(p))) == NULL)
     if (A(c->kc, kvsz * (size_t)c->kv_k) || A(c->vc, kvsz * (size_t)c->kv_v) ||
         A(c->x, B * E) || A(c->xn, B * E) || A(c->q, B * H * (size_t)I->head_dim_k) ||
@@ -525,10 +639,10 @@ static int ctx_alloc(EngCtx *c)
         A(c->att, B * H * (size_t)I->head_dim_v) || A(c->t1, B * (size_t)c->tmp_w) ||
         A(c->t2, B * (size_t)c->tmp_w) || A(c->ffo, B * E) || A(c->rl, B * NE) ||
         A(c->sc, (size_t)c->n_threads * (size_t)c->n_ctx) ||
-        A(c->dq, (size_t)c->n_threads * (size_t)dqw) || A(c->sel, B * NE) ||
+        A(c->dq, (size_t)c->n_threads * (size_t)dqw * MM_RB) || A(c->sel, B * NE) ||
         A(c->selw, B * NE) || A(c->sels, B * NE) || A(c->selk, B) || A(c->ex_cnt, NE) ||
-        A(c->ex_tok, NE * B) || A(c->ex_w, NE * B) || A(c->xg, B * E) || A(c->hg, B * F) ||
-        A(c->hu, B * F) || A(c->yo, B * E) || A(c->shg, B) || A(c->rs.l, NE) ||
+        A(c->ex_tok, NE * B) || A(c->ex_w, NE * B) || A(c->xg, R * E) || A(c->hg, R * F) ||
+        A(c->hu, R * F) || A(c->yo, R * E) || A(c->specs, 3 * NE + 4) || A(c->shg, B) || A(c->rs.l, NE) ||
         A(c->rs.p, NE) || A(c->rs.sc, NE) || A(c->rs.mass, NE) || A(c->rs.flags, NE) ||
         A(c->logits, (size_t)I->n_vocab))
         return -1;
@@ -544,7 +658,8 @@ void eng_ctx_free(EngCtx *c)
     void *bufs[] = { c->kc, c->vc, c->x, c->xn, c->q, c->k, c->v, c->att, c->t1, c->t2,
                      c->ffo, c->rl, c->sc, c->dq, c->sel, c->selw, c->sels, c->selk,
                      c->ex_cnt, c->ex_tok, c->ex_w, c->xg, c->hg, c->hu, c->yo, c->shg,
-                     c->rs.l, c->rs.p, c->rs.sc, c->rs.mass, c->rs.flags, c->logits, c->ivs };
+                     c->rs.l, c->rs.p, c->rs.sc, c->rs.mass, c->rs.flags, c->logits, c->ivs,
+                     c->specs };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     free(c);
@@ -573,6 +688,9 @@ EngCtx *eng_ctx_new(const EngModel *m, const EngCtxParams *p, EngErr *err)
         eng_ctx_free(c);
         return NULL;
     }
+    c->kern = eng_qkernels_merged(eng_qlevel_best());
+    /* our threads split the work; OpenBLAS must not add its own */
+    openblas_set_num_threads(1);
     c->pool = eng_pool_new(c->n_threads);
     if (!c->pool) {
         seterr(err, ENG_E_NOMEM, "cannot start %d threads", c->n_threads);

@@ -14,7 +14,18 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#define SPIN_LIMIT 200000
+/* pause-loop rounds before a worker sleeps / the caller starts yielding:
+** long enough to bridge the gap between two kernels of one forward pass,
+** short enough not to starve other processes on a busy machine */
+#define SPIN_LIMIT 16384
+#define WAIT_SPIN 4096
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 struct EngPool {
     int n;
@@ -45,8 +56,7 @@ static void *worker_main(void *a)
             if (atomic_load(&p->stop))
                 return NULL;
             if (++spins < SPIN_LIMIT) {
-                if ((spins & 63) == 0)
-                    sched_yield();
+                cpu_relax();
                 continue;
             }
             pthread_mutex_lock(&p->mu);
@@ -130,7 +140,11 @@ void eng_pool_run(EngPool *p, EngPoolFn fn, void *arg)
     }
     fn(arg, 0, p->n);
     int spins = 0;
-    while (atomic_load_explicit(&p->done, memory_order_acquire) < p->n - 1)
-        if ((++spins & 255) == 0)
+    while (atomic_load_explicit(&p->done, memory_order_acquire) < p->n - 1) {
+        /* a worker may have been descheduled: stop burning the core after a while */
+        if (++spins < WAIT_SPIN)
+            cpu_relax();
+        else
             sched_yield();
+    }
 }

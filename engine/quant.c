@@ -17,7 +17,8 @@
 **
 ** Dequantization is bit-exact with ggml on every path (products and sums in
 ** the order ggml writes them, no fused multiply-add).  Dot products differ
-** between paths only by the order of float additions.
+** between paths only by float rounding: the order of additions and, in the
+** SIMD paths, fused multiply-adds.
 */
 #include "engine/quant.h"
 
@@ -112,24 +113,6 @@ uint16_t eng_f32_to_f16(float f)
 float eng_bf16_to_f32(uint16_t h)
 {
     return f32_from_bits((uint32_t)h << 16);
-}
-
-float eng_e8m0_half(uint8_t e)
-{
-    /* 2^(e-128): e = 0, 1 are f32 subnormals */
-    uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
-    return f32_from_bits(bits);
-}
-
-void eng_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
-{
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
 }
 
 /* ---- scalar dequantization (nb blocks each) ------------------------------ */
@@ -583,6 +566,21 @@ static void overlay(EngQKernels *k, const EngQKernels *simd)
         k->quant_q8_1 = simd->quant_q8_1;
 }
 
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include <cpuid.h>
+
+/* F16C: CPUID leaf 1, ECX bit 29 (not every compiler's
+** __builtin_cpu_supports knows the name).  Its register state is AVX's,
+** which the avx2 check already requires the OS to enable. */
+static int cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    return (c >> 29) & 1;
+}
+#endif
+
 static void detect_once(void)
 {
     g_supported[ENG_QLEVEL_SCALAR] = 1;
@@ -590,7 +588,7 @@ static void detect_once(void)
     __builtin_cpu_init();
     g_supported[ENG_QLEVEL_AVX2] = eng_qkernels_avx2() != NULL &&
         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c");
+        cpu_has_f16c();
     g_supported[ENG_QLEVEL_AVX512] = eng_qkernels_avx512() != NULL &&
         g_supported[ENG_QLEVEL_AVX2] &&
         __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -755,4 +753,11 @@ float eng_qdot_q8act_ref(uint32_t type, const void *row, const void *xq,
 {
     float r;
     return eng_qdot_q8act_at(ENG_QLEVEL_SCALAR, type, row, xq, n, &r) == 0 ? r : NAN;
+}
+
+const EngQKernels *eng_qkernels_merged(EngQLevel lvl)
+{
+    if (!eng_qlevel_supported(lvl))
+        return NULL;
+    return kernels(lvl);
 }

@@ -24,6 +24,7 @@
 #define ENG_QUANT_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "engine/qtypes.h"
 
@@ -66,6 +67,12 @@ typedef struct {
 const EngQKernels *eng_qkernels_avx2(void);
 const EngQKernels *eng_qkernels_avx512(void);
 
+/* The complete table of a level as the dispatcher uses it: every weight
+** type has a dot and a dequant entry (scalar where the level has none).
+** NULL if the CPU lacks the level.  For hot loops that call a kernel per
+** row and want to skip the per-call dispatch. */
+const EngQKernels *eng_qkernels_merged(EngQLevel lvl);
+
 /* eng_qdot / eng_dequant / eng_qdot_q8act on an explicit level.  Return 0,
 ** or -1 (nothing written) if the CPU lacks the level, the type is not a
 ** weight type, or n is not a multiple of the type's block size. */
@@ -92,10 +99,13 @@ int eng_q8act_type(uint32_t type);
 
 /* Quantize n floats (n a multiple of 32) to n/32 Q8_0 blocks in dst
 ** (34 bytes each), exactly as llama.cpp's x86 quantize_row_q8_0:
-** d = amax/127, q = round-half-even(x * (127/amax)).  x must be finite. */
+** d = amax/127 (stored as f16), q = round-half-even(x * (127/amax)).
+** Every code path gives identical bytes.  x must be finite; if n is not a
+** multiple of 32 nothing is written (the caller's invariant). */
 void eng_quantize_q8_0_act(const float *x, void *dst, int64_t n);
 
-/* Same to Q8_1 blocks (36 bytes each), also storing s = d * sum(q). */
+/* Same to Q8_1 blocks (36 bytes each), also storing s = d * sum(q) (f16),
+** as llama.cpp's quantize_row_q8_1 (the activations of Q4_1/Q5_1 dots). */
 void eng_quantize_q8_1_act(const float *x, void *dst, int64_t n);
 
 /* Dot product of a weight row of `type` with activations quantized by the
@@ -111,12 +121,28 @@ float eng_qdot_q8act_ref(uint32_t type, const void *row, const void *xq,
 /* ---- helpers shared by the kernel files ------------------------------ */
 
 /* 2^(e-128) for an E8M0 exponent byte: the MXFP4 block scale (half of the
-** OCP scale, because the value table holds doubled E2M1 values). */
-float eng_e8m0_half(uint8_t e);
+** OCP scale, because the value table holds doubled E2M1 values).  e = 0, 1
+** give f32 subnormals, as ggml's GGML_E8M0_TO_FP32_HALF. */
+static inline float eng_e8m0_half(uint8_t e)
+{
+    uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
 
-/* Q4_K/Q5_K: unpack the 6-bit scale and min of sub-block j (0..7) from the
-** 12 packed bytes. */
-void eng_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
+/* Q4_K/Q5_K: the 6-bit scale and min of sub-block j (0..7) from the 12
+** packed bytes q (ggml's get_scale_min_k4). */
+static inline void eng_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
+{
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
 
 /* The MXFP4 value table: doubled E2M1 values. */
 extern const int8_t eng_mxfp4_values[16];

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #define T5 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+#define T5I T5 __attribute__((always_inline))
 
 static inline uint16_t rd16(const uint8_t *p)
 {
@@ -217,12 +218,22 @@ T5 static inline void k_tables(const uint8_t *b, int k, float d, float dmin,
     *m2 = _mm512_set1_ps(dmin * m);
 }
 
-T5 static inline void unpack_q4_k(const uint8_t *b, int k, float d, float dmin, __m512 w[4])
+/* (d1 * code - m1) for codes base .. base+15: exact (as ggml rounds it) for
+** dequantization, one fused multiply-subtract for dot products. */
+T5I static inline __m512 k_table(float base, __m512 d1, __m512 m1, int exact)
+{
+    if (exact)
+        return _mm512_sub_ps(_mm512_mul_ps(iota16(base), d1), m1);
+    return _mm512_fmsub_ps(iota16(base), d1, m1);
+}
+
+T5I static inline void unpack_q4_k(const uint8_t *b, int k, float d, float dmin, int exact,
+                                   __m512 w[4])
 {
     __m512 d1, m1, d2, m2;
     k_tables(b, k, d, dmin, &d1, &m1, &d2, &m2);
-    __m512 t1 = _mm512_sub_ps(_mm512_mul_ps(iota16(0.0f), d1), m1);
-    __m512 t2 = _mm512_sub_ps(_mm512_mul_ps(iota16(0.0f), d2), m2);
+    __m512 t1 = k_table(0.0f, d1, m1, exact);
+    __m512 t2 = k_table(0.0f, d2, m2, exact);
     const uint8_t *q = b + 16 + 32 * k;
     __m512i v0 = ld16u8(q), v1 = ld16u8(q + 16);
     w[0] = _mm512_permutexvar_ps(v0, t1);
@@ -231,30 +242,29 @@ T5 static inline void unpack_q4_k(const uint8_t *b, int k, float d, float dmin, 
     w[3] = _mm512_permutexvar_ps(_mm512_srli_epi32(v1, 4), t2);
 }
 
-T5 static inline void unpack_q5_k(const uint8_t *b, int k, float d, float dmin, __m512 w[4])
+/* Q5_K: the 5-bit codes of the 64 values are built as bytes (low nibble,
+** plus 16 where the qh bit of the sub-block is set), then index 32-entry
+** tables. */
+T5I static inline void unpack_q5_k(const uint8_t *b, int k, float d, float dmin, int exact,
+                                   __m512 w[4])
 {
-    const __m512i c15 = _mm512_set1_epi32(15), c16 = _mm512_set1_epi32(16);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), c16 = _mm256_set1_epi8(16);
     __m512 d1, m1, d2, m2;
     k_tables(b, k, d, dmin, &d1, &m1, &d2, &m2);
-    __m512 t1a = _mm512_sub_ps(_mm512_mul_ps(iota16(0.0f), d1), m1);
-    __m512 t1b = _mm512_sub_ps(_mm512_mul_ps(iota16(16.0f), d1), m1);
-    __m512 t2a = _mm512_sub_ps(_mm512_mul_ps(iota16(0.0f), d2), m2);
-    __m512 t2b = _mm512_sub_ps(_mm512_mul_ps(iota16(16.0f), d2), m2);
+    __m512 t1a = k_table(0.0f, d1, m1, exact), t1b = k_table(16.0f, d1, m1, exact);
+    __m512 t2a = k_table(0.0f, d2, m2, exact), t2b = k_table(16.0f, d2, m2, exact);
     __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16));
     __mmask32 h1 = _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << (2 * k))));
     __mmask32 h2 = _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(2 << (2 * k))));
-    const uint8_t *q = b + 48 + 32 * k;
-    __m512i v0 = ld16u8(q), v1 = ld16u8(q + 16);
-    __m512i l0 = _mm512_and_si512(v0, c15), l1 = _mm512_and_si512(v1, c15);
-    __m512i u0 = _mm512_srli_epi32(v0, 4), u1 = _mm512_srli_epi32(v1, 4);
-    l0 = _mm512_mask_or_epi32(l0, (__mmask16)h1, l0, c16);
-    l1 = _mm512_mask_or_epi32(l1, (__mmask16)(h1 >> 16), l1, c16);
-    u0 = _mm512_mask_or_epi32(u0, (__mmask16)h2, u0, c16);
-    u1 = _mm512_mask_or_epi32(u1, (__mmask16)(h2 >> 16), u1, c16);
-    w[0] = _mm512_permutex2var_ps(t1a, l0, t1b);
-    w[1] = _mm512_permutex2var_ps(t1a, l1, t1b);
-    w[2] = _mm512_permutex2var_ps(t2a, u0, t2b);
-    w[3] = _mm512_permutex2var_ps(t2a, u1, t2b);
+    __m256i v = _mm256_loadu_si256((const __m256i *)(b + 48 + 32 * k));
+    __m256i lo = _mm256_and_si256(v, m4);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    lo = _mm256_mask_add_epi8(lo, h1, lo, c16);
+    hi = _mm256_mask_add_epi8(hi, h2, hi, c16);
+    w[0] = _mm512_permutex2var_ps(t1a, _mm512_cvtepu8_epi32(_mm256_castsi256_si128(lo)), t1b);
+    w[1] = _mm512_permutex2var_ps(t1a, _mm512_cvtepu8_epi32(_mm256_extracti128_si256(lo, 1)), t1b);
+    w[2] = _mm512_permutex2var_ps(t2a, _mm512_cvtepu8_epi32(_mm256_castsi256_si128(hi)), t2b);
+    w[3] = _mm512_permutex2var_ps(t2a, _mm512_cvtepu8_epi32(_mm256_extracti128_si256(hi, 1)), t2b);
 }
 
 /* Q6_K: 128 values (half n of a super-block); w[j] covers values 16j..16j+15
@@ -334,7 +344,7 @@ BLOCK32_KERNELS(dot_mxfp4, deq_mxfp4, 17, unpack_mxfp4)
         for (int64_t i = 0; i < nb; i++, b += (size)) {                             \
             float d = h2f(b), dmin = h2f(b + 2);                                    \
             for (int k = 0; k < 4; k++, x += 64) {                                  \
-                unpack(b, k, d, dmin, w);                                           \
+                unpack(b, k, d, dmin, 0, w);                                        \
                 a0 = _mm512_fmadd_ps(w[0], _mm512_loadu_ps(x), a0);                 \
                 a1 = _mm512_fmadd_ps(w[1], _mm512_loadu_ps(x + 16), a1);            \
                 a2 = _mm512_fmadd_ps(w[2], _mm512_loadu_ps(x + 32), a2);            \
@@ -350,7 +360,7 @@ BLOCK32_KERNELS(dot_mxfp4, deq_mxfp4, 17, unpack_mxfp4)
         for (int64_t i = 0; i < nb; i++, b += (size)) {                             \
             float d = h2f(b), dmin = h2f(b + 2);                                    \
             for (int k = 0; k < 4; k++, y += 64) {                                  \
-                unpack(b, k, d, dmin, w);                                           \
+                unpack(b, k, d, dmin, 1, w);                                        \
                 for (int j = 0; j < 4; j++)                                         \
                     _mm512_storeu_ps(y + 16 * j, w[j]);                             \
             }                                                                       \
@@ -399,30 +409,24 @@ T5 static void deq_q6_k(const void *src, float *y, int64_t nb)
 
 /* ---- integer dots with Q8 activations (VNNI) -------------------------------- */
 
-/* 32 weight bytes of block A in the low half, block B in the high half */
-T5 static inline __m512i pair(__m256i a, __m256i b)
-{
-    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
-}
-
 T5 static inline __m256i ld256(const uint8_t *p)
 {
     return _mm256_loadu_si256((const __m256i *)p);
 }
 
-/* per-lane block scales: lanes 0..7 = sa, 8..15 = sb */
-T5 static inline __m512 scales2(float sa, float sb)
+/* 32 bytes of block A in the low half, block B in the high half */
+T5 static inline __m512i pair(__m256i a, __m256i b)
 {
-    return _mm512_insertf32x8(_mm512_set1_ps(sa), _mm256_set1_ps(sb), 1);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
 }
 
-/* signed w times signed a: |w| (unsigned) times a with w's sign */
-T5 static inline __m512i dp_ss(__m512i w, __m512i a)
+/* four f16 values at p, p + stride, ... as floats */
+T5 static inline __m128 h4(const uint8_t *p, int stride)
 {
-    __mmask64 neg = _mm512_movepi8_mask(w);
-    __m512i aw = _mm512_abs_epi8(w);
-    __m512i sa = _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a);
-    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sa);
+    __m128i h = _mm_setr_epi16((short)rd16(p), (short)rd16(p + stride),
+                               (short)rd16(p + 2 * stride), (short)rd16(p + 3 * stride),
+                               0, 0, 0, 0);
+    return _mm_cvtph_ps(h);
 }
 
 T5 static inline __m256i nib32(const uint8_t *q)
@@ -438,56 +442,88 @@ T5 static inline __m256i bit4_bytes(uint32_t bits)
     return _mm256_maskz_mov_epi8((__mmask32)bits, _mm256_set1_epi8(0x10));
 }
 
-T5 static float dot8_q8_0(const void *row, const void *xq, int64_t nb)
+/* How the weight codes multiply the activation bytes. */
+enum {
+    DP_SIGNED,   /* signed codes: |w| times a with w's sign */
+    DP_OFF8,     /* unsigned codes, value = code - 8 */
+    DP_OFF16,    /* unsigned codes, value = code - 16 */
+    DP_UNSIGNED  /* unsigned codes, value = code */
+};
+
+T5I static inline __m512i dp(int kind, __m512i w, __m512i a)
 {
-    const uint8_t *w = row, *a = xq;
-    __m512 acc = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2, w += 68, a += 68) {
-        __m512i p = dp_ss(pair(ld256(w + 2), ld256(w + 36)), pair(ld256(a + 2), ld256(a + 36)));
-        __m512 s = scales2(h2f(w) * h2f(a), h2f(w + 34) * h2f(a + 34));
-        acc = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(p), acc);
+    const __m512i z = _mm512_setzero_si512();
+    if (kind == DP_SIGNED) {
+        __mmask64 neg = _mm512_movepi8_mask(w);
+        __m512i sa = _mm512_mask_sub_epi8(a, neg, z, a);
+        return _mm512_dpbusd_epi32(z, _mm512_abs_epi8(w), sa);
     }
-    float r = _mm512_reduce_add_ps(acc);
-    if (i < nb) {
-        __m256i pw = ld256(w + 2), pa = ld256(a + 2);
-        __m512i p = dp_ss(_mm512_zextsi256_si512(pw), _mm512_zextsi256_si512(pa));
-        r += (h2f(w) * h2f(a)) * (float)_mm512_reduce_add_epi32(p);
+    __m512i p = _mm512_dpbusd_epi32(z, w, a);
+    if (kind == DP_OFF8)
+        p = _mm512_sub_epi32(p, _mm512_dpbusd_epi32(z, _mm512_set1_epi8(8), a));
+    if (kind == DP_OFF16)
+        p = _mm512_sub_epi32(p, _mm512_dpbusd_epi32(z, _mm512_set1_epi8(16), a));
+    return p;
+}
+
+typedef __m256i (*CodesFn)(const uint8_t *w);
+
+/* Weight row of nb blocks of `ws` bytes (codes() gives the 32 code bytes of
+** one block) times Q8_0 (affine = 0) or Q8_1 (affine = 1: adds m_w * s_a)
+** activations.  Four blocks per step: two 512-bit VNNI products, the eight
+** int32 partial sums of each block scaled by d_w * d_a in F32. */
+T5I static inline float dot8_run(const uint8_t *w, const uint8_t *a, int64_t nb, int ws,
+                                 int kind, int affine, int e8m0, CodesFn codes)
+{
+    const int as = affine ? 36 : 34, qa = affine ? 4 : 2;
+    const __m512i lo2 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i hi2 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+    __m128 summs = _mm_setzero_ps();
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4, w += 4 * ws, a += 4 * as) {
+        __m512i p0 = dp(kind, pair(codes(w), codes(w + ws)),
+                        pair(ld256(a + qa), ld256(a + as + qa)));
+        __m512i p1 = dp(kind, pair(codes(w + 2 * ws), codes(w + 3 * ws)),
+                        pair(ld256(a + 2 * as + qa), ld256(a + 3 * as + qa)));
+        __m128 wd = e8m0 ? _mm_setr_ps(eng_e8m0_half(w[0]), eng_e8m0_half(w[ws]),
+                                       eng_e8m0_half(w[2 * ws]), eng_e8m0_half(w[3 * ws]))
+                         : h4(w, ws);
+        __m512 dd = _mm512_castps128_ps512(_mm_mul_ps(wd, h4(a, as)));
+        acc0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(lo2, dd), _mm512_cvtepi32_ps(p0), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(hi2, dd), _mm512_cvtepi32_ps(p1), acc1);
+        if (affine)
+            summs = _mm_fmadd_ps(h4(w + 2, ws), h4(a + 2, as), summs);
+    }
+    float r = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    if (affine) {
+        summs = _mm_add_ps(summs, _mm_movehl_ps(summs, summs));
+        r += _mm_cvtss_f32(_mm_add_ss(summs, _mm_movehdup_ps(summs)));
+    }
+    for (; i < nb; i++, w += ws, a += as) {
+        __m512i p = dp(kind, _mm512_zextsi256_si512(codes(w)),
+                       _mm512_zextsi256_si512(ld256(a + qa)));
+        float wd = e8m0 ? eng_e8m0_half(w[0]) : h2f(w);
+        r += (wd * h2f(a)) * (float)_mm512_reduce_add_epi32(p);
+        if (affine)
+            r += h2f(w + 2) * h2f(a + 2);
     }
     return r;
 }
 
-/* Weight codes q (unsigned bytes) with an offset: sum (q - off) * a =
-** dpbusd(q, a) - dpbusd(off, a). */
-#define DOT8_NIB(name, wsize, codes, off)                                     \
-    T5 static float name(const void *row, const void *xq, int64_t nb)               \
-    {                                                                               \
-        const uint8_t *w = row, *a = xq;                                            \
-        const __m512i vo = _mm512_set1_epi8(off);                                   \
-        __m512 acc = _mm512_setzero_ps();                                           \
-        int64_t i = 0;                                                              \
-        for (; i + 2 <= nb; i += 2, w += 2 * (wsize), a += 68) {                    \
-            __m512i q = pair(codes(w), codes(w + (wsize)));                         \
-            __m512i av = pair(ld256(a + 2), ld256(a + 36));                         \
-            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, av);         \
-            p = _mm512_sub_epi32(p, _mm512_dpbusd_epi32(_mm512_setzero_si512(), vo, av)); \
-            __m512 s = scales2(h2f(w) * h2f(a), h2f(w + (wsize)) * h2f(a + 34));    \
-            acc = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(p), acc);                   \
-        }                                                                           \
-        float r = _mm512_reduce_add_ps(acc);                                        \
-        if (i < nb) {                                                               \
-            __m512i q = _mm512_zextsi256_si512(codes(w));                           \
-            __m512i av = _mm512_zextsi256_si512(ld256(a + 2));                      \
-            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, av);         \
-            p = _mm512_sub_epi32(p, _mm512_dpbusd_epi32(_mm512_setzero_si512(), vo, av)); \
-            r += (h2f(w) * h2f(a)) * (float)_mm512_reduce_add_epi32(p);             \
-        }                                                                           \
-        return r;                                                                   \
-    }
+T5 static inline __m256i codes_q8_0(const uint8_t *w)
+{
+    return ld256(w + 2);
+}
 
 T5 static inline __m256i codes_q4_0(const uint8_t *w)
 {
     return nib32(w + 2);
+}
+
+T5 static inline __m256i codes_q4_1(const uint8_t *w)
+{
+    return nib32(w + 4);
 }
 
 T5 static inline __m256i codes_q5_0(const uint8_t *w)
@@ -495,48 +531,10 @@ T5 static inline __m256i codes_q5_0(const uint8_t *w)
     return _mm256_or_si256(nib32(w + 6), bit4_bytes(rd32(w + 2)));
 }
 
-DOT8_NIB(dot8_q4_0, 18, codes_q4_0, 8)
-DOT8_NIB(dot8_q5_0, 22, codes_q5_0, 16)
-
-/* Q4_1 / Q5_1 with Q8_1: d_w d_a sum(q a) + m_w s_a */
-#define DOT8_AFFINE(name, wsize, codes)                                             \
-    T5 static float name(const void *row, const void *xq, int64_t nb)               \
-    {                                                                               \
-        const uint8_t *w = row, *a = xq;                                            \
-        __m512 acc = _mm512_setzero_ps();                                           \
-        float summs = 0.0f;                                                         \
-        int64_t i = 0;                                                              \
-        for (; i + 2 <= nb; i += 2, w += 2 * (wsize), a += 72) {                    \
-            summs += h2f(w + 2) * h2f(a + 2) + h2f(w + (wsize) + 2) * h2f(a + 38);  \
-            __m512i q = pair(codes(w), codes(w + (wsize)));                         \
-            __m512i av = pair(ld256(a + 4), ld256(a + 40));                         \
-            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, av);         \
-            __m512 s = scales2(h2f(w) * h2f(a), h2f(w + (wsize)) * h2f(a + 36));    \
-            acc = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(p), acc);                   \
-        }                                                                           \
-        float r = _mm512_reduce_add_ps(acc);                                        \
-        if (i < nb) {                                                               \
-            summs += h2f(w + 2) * h2f(a + 2);                                       \
-            __m512i q = _mm512_zextsi256_si512(codes(w));                           \
-            __m512i av = _mm512_zextsi256_si512(ld256(a + 4));                      \
-            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, av);         \
-            r += (h2f(w) * h2f(a)) * (float)_mm512_reduce_add_epi32(p);             \
-        }                                                                           \
-        return r + summs;                                                           \
-    }
-
-T5 static inline __m256i codes_q4_1(const uint8_t *w)
-{
-    return nib32(w + 4);
-}
-
 T5 static inline __m256i codes_q5_1(const uint8_t *w)
 {
     return _mm256_or_si256(nib32(w + 8), bit4_bytes(rd32(w + 4)));
 }
-
-DOT8_AFFINE(dot8_q4_1, 20, codes_q4_1)
-DOT8_AFFINE(dot8_q5_1, 24, codes_q5_1)
 
 T5 static inline __m256i codes_mxfp4(const uint8_t *w)
 {
@@ -545,24 +543,34 @@ T5 static inline __m256i codes_mxfp4(const uint8_t *w)
     return _mm256_shuffle_epi8(lut, nib32(w + 1));
 }
 
+T5 static float dot8_q8_0(const void *row, const void *xq, int64_t nb)
+{
+    return dot8_run(row, xq, nb, 34, DP_SIGNED, 0, 0, codes_q8_0);
+}
+
+T5 static float dot8_q4_0(const void *row, const void *xq, int64_t nb)
+{
+    return dot8_run(row, xq, nb, 18, DP_OFF8, 0, 0, codes_q4_0);
+}
+
+T5 static float dot8_q5_0(const void *row, const void *xq, int64_t nb)
+{
+    return dot8_run(row, xq, nb, 22, DP_OFF16, 0, 0, codes_q5_0);
+}
+
+T5 static float dot8_q4_1(const void *row, const void *xq, int64_t nb)
+{
+    return dot8_run(row, xq, nb, 20, DP_UNSIGNED, 1, 0, codes_q4_1);
+}
+
+T5 static float dot8_q5_1(const void *row, const void *xq, int64_t nb)
+{
+    return dot8_run(row, xq, nb, 24, DP_UNSIGNED, 1, 0, codes_q5_1);
+}
+
 T5 static float dot8_mxfp4(const void *row, const void *xq, int64_t nb)
 {
-    const uint8_t *w = row, *a = xq;
-    __m512 acc = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2, w += 34, a += 68) {
-        __m512i p = dp_ss(pair(codes_mxfp4(w), codes_mxfp4(w + 17)),
-                          pair(ld256(a + 2), ld256(a + 36)));
-        __m512 s = scales2(eng_e8m0_half(w[0]) * h2f(a), eng_e8m0_half(w[17]) * h2f(a + 34));
-        acc = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(p), acc);
-    }
-    float r = _mm512_reduce_add_ps(acc);
-    if (i < nb) {
-        __m512i p = dp_ss(_mm512_zextsi256_si512(codes_mxfp4(w)),
-                          _mm512_zextsi256_si512(ld256(a + 2)));
-        r += (eng_e8m0_half(w[0]) * h2f(a)) * (float)_mm512_reduce_add_epi32(p);
-    }
-    return r;
+    return dot8_run(row, xq, nb, 17, DP_SIGNED, 0, 1, codes_mxfp4);
 }
 
 static const EngQKernels k_avx512 = {

@@ -10,6 +10,9 @@
 **    products within float rounding of a double-precision dot.
 ** 3. f16 / bf16 conversions: subnormals, infinities, NaN, ties.
 ** 4. Activation quantization to Q8_0/Q8_1 and the integer dots.
+** 5. The fixtures quantized by llama.cpp's llama-quantize: every quantized
+**    tensor, dequantized, is within its type's quantization error of the
+**    same tensor in the F32 file (a wrong layout gives errors near 100%).
 */
 #include <math.h>
 #include <setjmp.h>
@@ -22,6 +25,7 @@
 
 #include <cmocka.h>
 
+#include "engine/gguf.h"
 #include "engine/qtypes.h"
 #include "engine/quant.h"
 
@@ -48,13 +52,6 @@ static uint64_t rnd(void)
 static float rndf(void)
 {
     return (float)((double)(rnd() >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
-}
-
-static float f32_of(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
 }
 
 static uint32_t bits_of(float f)
@@ -553,6 +550,13 @@ static void test_f32_to_f16_rounding_and_specials_exact(void **state)
 }
 
 #ifdef __FLT16_MAX__
+static float f32_of(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 /* the compiler's own _Float16 conversion as an independent reference */
 static void test_f32_to_f16_random_matches_compiler(void **state)
 {
@@ -824,6 +828,95 @@ static void test_qdot_q8act_random_paths_match_reference(void **state)
     }
 }
 
+/* ---- 5. tensors quantized by llama.cpp against the F32 originals -------- */
+
+/* largest relative RMS error expected from each type's quantization */
+static double type_tolerance(uint32_t type)
+{
+    switch (type) {
+    case QT_F16: case QT_BF16: return 1e-3;
+    case QT_Q8_0: return 0.01;
+    case QT_Q6_K: return 0.03;
+    case QT_Q5_0: case QT_Q5_1: case QT_Q5_K: return 0.06;
+    case QT_Q4_0: case QT_Q4_1: case QT_Q4_K: return 0.12;
+    case QT_MXFP4: return 0.2;
+    default: return 0.0;
+    }
+}
+
+static void test_fixture_tensors_dequant_near_f32(void **state)
+{
+    (void)state;
+    static const char *pairs[][2] = {
+        { "tests/data/fixtures/mixtral/mixtral-q8_0.gguf", "tests/data/fixtures/mixtral/mixtral-f32.gguf" },
+        { "tests/data/fixtures/mixtral/mixtral-q4_0.gguf", "tests/data/fixtures/mixtral/mixtral-f32.gguf" },
+        { "tests/data/fixtures/mixtral/mixtral-q4_k_m.gguf", "tests/data/fixtures/mixtral/mixtral-f32.gguf" },
+        { "tests/data/fixtures/mixtral/mixtral-f16.gguf", "tests/data/fixtures/mixtral/mixtral-f32.gguf" },
+        { "tests/data/fixtures/qwen2moe/qwen2moe-q4_k_m.gguf", "tests/data/fixtures/qwen2moe/qwen2moe-f32.gguf" },
+        { "tests/data/fixtures/qwen2moe/qwen2moe-q4_0.gguf", "tests/data/fixtures/qwen2moe/qwen2moe-f32.gguf" },
+        { "tests/data/fixtures/qwen3moe/qwen3moe-q4_0.gguf", "tests/data/fixtures/qwen3moe/qwen3moe-f32.gguf" },
+        { "tests/data/fixtures/gpt-oss/gpt-oss-mxfp4.gguf", "tests/data/fixtures/gpt-oss/gpt-oss-f32.gguf" },
+    };
+    double worst[QT_COUNT] = { 0 };
+    int64_t count[QT_COUNT] = { 0 };
+    char err[256];
+    for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++) {
+        Gguf *gq = NULL, *gf = NULL;
+        if (gguf_open(pairs[p][0], &gq, err, sizeof err) != GGUF_OK) {
+            print_error("%s: %s\n", pairs[p][0], err);
+            fail();
+        }
+        if (gguf_open(pairs[p][1], &gf, err, sizeof err) != GGUF_OK) {
+            print_error("%s: %s\n", pairs[p][1], err);
+            fail();
+        }
+        for (uint64_t t = 0; t < gq->n_tensors; t++) {
+            const GgufTensor *tq = &gq->tensors[t];
+            if (tq->type == QT_F32)
+                continue;
+            const GgufTensor *tf = gguf_tensor(gf, tq->name);
+            assert_non_null(tf);
+            assert_int_equal(tf->type, QT_F32);
+            assert_int_equal(tf->nelem, tq->nelem);
+            assert_true(type_tolerance(tq->type) > 0);   /* a type we support */
+            float *d = malloc((size_t)tq->nelem * sizeof(float));
+            assert_non_null(d);
+            eng_dequant(tq->type, tq->data, d, tq->nelem);
+            const float *f = (const float *)tf->data;
+            double se = 0.0, sf = 0.0;
+            for (int64_t i = 0; i < tq->nelem; i++) {
+                double e = (double)d[i] - f[i];
+                se += e * e;
+                sf += (double)f[i] * f[i];
+            }
+            double rel = sqrt(se / (sf > 0 ? sf : 1.0));
+            if (rel > worst[tq->type])
+                worst[tq->type] = rel;
+            count[tq->type]++;
+            if (rel > type_tolerance(tq->type)) {
+                print_error("%s %s (%s): relative RMS error %.4g > %.4g\n", pairs[p][0],
+                            tq->name, eng_qtraits(tq->type)->name, rel,
+                            type_tolerance(tq->type));
+                fail();
+            }
+            free(d);
+        }
+        gguf_free(gq);
+        gguf_free(gf);
+    }
+    for (int t = 0; t < QT_COUNT; t++)
+        if (count[t])
+            printf("  %-6s %3lld fixture tensors, worst relative RMS error vs F32 %.4g\n",
+                   eng_qtraits((uint32_t)t)->name, (long long)count[t], worst[t]);
+    /* the fixtures hold every quantized weight type the task names except
+    ** BF16 and Q4_1 (llama-quantize's Q4_K_M of qwen2moe uses Q5_1 instead) */
+    const uint32_t expect[] = { QT_F16, QT_Q8_0, QT_Q4_0, QT_Q5_0, QT_Q5_1,
+                                QT_Q4_K, QT_Q5_K, QT_Q6_K, QT_MXFP4 };
+    for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++)
+        if (count[expect[i]] == 0)
+            printf("  note: no %s tensor in the fixtures\n", eng_qtraits(expect[i])->name);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -849,6 +942,7 @@ int main(void)
         cmocka_unit_test(test_quantize_q8_0_act_hand_block_exact),
         cmocka_unit_test(test_qdot_q8act_hand_blocks_exact),
         cmocka_unit_test(test_qdot_q8act_random_paths_match_reference),
+        cmocka_unit_test(test_fixture_tensors_dequant_near_f32),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,9 @@ typedef struct {
 static const Cmd cmds[] = {
     { "info", tui_cmd_info, "describe a GGUF model: architecture, experts, tokenizer, tensors" },
     { "run", tui_cmd_run, "generate from prompts (with interventions), record every route" },
+    { "eval", tui_cmd_eval, "exact-match accuracy of greedy answers (prompt<TAB>answer file)" },
+    { "ppl", tui_cmd_ppl, "perplexity over texts (with interventions)" },
+    { "synth", tui_cmd_synth, "write a random-weight MoE model of a given size (or convert one)" },
     { "export", tui_cmd_export, "stream runs/tokens/routes/load from a db as csv or jsonl" },
     { "tui", tui_cmd_tui, "the full-screen app: browse routing, steer experts, compare runs" },
     { NULL, NULL, NULL },
