@@ -512,7 +512,7 @@ void tui_draw_route(TuiApp *a, TuiRect r)
             int at = (l == a->sel_layer && e == a->sel_expert) ? tui_attr(a, TUI_C_HIT) : 0;
             tui_draw_str(a, y, x, x0 + iw - x, it, at);
             tui_bar(w, barw, a->term.utf8, bar, sizeof bar);
-            tui_draw_str(a, y, x + 10, barw, bar, tui_attr(a, TUI_C_HEAT0 + 4 < TUI_C_COUNT && a->term.colors ? TUI_C_HEAT0 + 4 : TUI_C_NORMAL));
+            tui_draw_str(a, y, x + 10, barw, bar, tui_attr(a, a->term.colors ? TUI_C_HEAT0 + 4 : TUI_C_NORMAL));
             x += 10 + barw + 1;
         }
         if (spark) {
