@@ -478,7 +478,7 @@ static void test_rerun_streams_then_compares(void **st)
     assert_true(screen_has(a, "first divergence: generated token 1"));
     assert_true(screen_has(a, "baseline (run 1)"));
     assert_true(screen_has(a, "steered (run 3: disable 1:2 (all))"));
-    assert_true(screen_has(a, "routes changed: L0 0%, L1 100%"));
+    assert_true(screen_has(a, "routes changed before it: L0 0%, L1 100%"));
     a->runner = NULL;
     a->n_iv = 0;
     a->live_is_steer = 0;

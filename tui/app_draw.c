@@ -469,16 +469,24 @@ void tui_draw_route(TuiApp *a, TuiRect r)
     if (iw < 10 || ih < 1)
         return;
     int k = t->k;
-    const int barw = 6;
-    int colw = 5 + k * (10 + barw + 1) + 1;
-    /* router-logit bars: one column per expert (softmax, relative to max) */
-    int spark = t->logits && t->n_expert <= 64 && iw >= colw + t->n_expert + 1;
-    if (spark)
-        colw += t->n_expert + 1;
-    int ncols = iw / colw;
-    if (ncols < 1)
-        ncols = 1;
-    int rows = (t->n_layer + ncols - 1) / ncols;
+    /* the widest weight bars (6..2 cells) with which the layers fit in the
+    ** rows there are; router-logit bars (one cell per expert) when room */
+    int barw = 6, colw = 0, ncols = 1, rows = t->n_layer, spark = 0;
+    for (int bw = 6; bw >= 2; bw--) {
+        int cw = 5 + k * (10 + bw + 1) + 1;
+        int sp = t->logits && t->n_expert <= 64 && iw >= cw + t->n_expert + 1;
+        if (sp)
+            cw += t->n_expert + 1;
+        int nc = iw / cw > 0 ? iw / cw : 1;
+        int r = (t->n_layer + nc - 1) / nc;
+        barw = bw;
+        colw = cw;
+        ncols = nc;
+        rows = r;
+        spark = sp;
+        if (r <= ih)
+            break;
+    }
     int first = 0;
     if (rows > ih) {
         /* not enough rows: one column around the selected layer */

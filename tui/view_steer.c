@@ -20,10 +20,14 @@ static const char *const steer_keys[] = {
     "Esc", "Back", "F1", "Help", NULL
 };
 
-/* Percent of common positions whose chosen set differs, per layer. */
-static void changed_routes(const TuiTokens *a, const TuiTokens *b, char *out, size_t cap)
+/* Percent of positions whose chosen set differs, per layer, over the
+** positions before the texts part (same inputs: only the interventions
+** differ); limit < 0 = every common position. */
+static void changed_routes(const TuiTokens *a, const TuiTokens *b, int limit, char *out, size_t cap)
 {
     int n = a->n < b->n ? a->n : b->n;
+    if (limit >= 0 && limit < n)
+        n = limit;
     size_t o = 0;
     out[0] = 0;
     if (n == 0 || a->k != b->k || a->n_layer != b->n_layer)
@@ -107,12 +111,12 @@ static void steer_draw(TuiView *v, TuiApp *a)
             for (int i = 0; i < div && i < a->toks.n; i++)
                 ng += !a->toks.is_prompt[i];
             char ch[256];
-            changed_routes(&a->base_toks, &a->toks, ch, sizeof ch);
-            snprintf(st, sizeof st, "first divergence: generated token %d (\"%s\" -> \"%s\")   routes changed: %s",
+            changed_routes(&a->base_toks, &a->toks, div, ch, sizeof ch);
+            snprintf(st, sizeof st, "first divergence: generated token %d (\"%s\" -> \"%s\")   routes changed before it: %s",
                      ng, x, z, ch);
         } else if (!a->running) {
             char ch[256];
-            changed_routes(&a->base_toks, &a->toks, ch, sizeof ch);
+            changed_routes(&a->base_toks, &a->toks, -1, ch, sizeof ch);
             snprintf(st, sizeof st, "the steered text is the same as the baseline   routes changed: %s", ch);
         }
         /* routing difference heatmap below */
