@@ -98,6 +98,15 @@ static int write_db(void **st)
     return 0;
 }
 
+static int remove_db(void **st)
+{
+    (void)st;
+    unlink(DB_FILE);
+    unlink(DB_FILE "-wal");
+    unlink(DB_FILE "-shm");
+    return 0;
+}
+
 static void test_source_list_runs_escapes_nothing_keeps_raw(void **st)
 {
     (void)st;
@@ -230,5 +239,5 @@ int main(void)
         cmocka_unit_test(test_source_tokens_and_routes),
         cmocka_unit_test(test_source_open_not_a_db_names_file),
     };
-    return cmocka_run_group_tests(tests, write_db, NULL);
+    return cmocka_run_group_tests(tests, write_db, remove_db);
 }

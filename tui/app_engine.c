@@ -69,6 +69,15 @@ static void on_token(void *user, int pos, int32_t id, int is_prompt, float logpr
     if (n > (int)sizeof e.msg - 1)
         n = (int)sizeof e.msg - 1;
     e.msg[n] = 0;
+    if (n == 0) {
+        /* a control token stands for no text: show its name (<s>) */
+        size_t vl = 0;
+        const char *v = eng_token_str(r->m, id, &vl);
+        if (v && vl < sizeof e.msg) {
+            memcpy(e.msg, v, vl);
+            e.msg[vl] = 0;
+        }
+    }
     if (r->log && r->sticky == DB_OK) {
         /* the database keeps the vocabulary string, as `moescope run` does */
         size_t vl = 0;

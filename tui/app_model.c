@@ -284,6 +284,8 @@ void tui_tokens_to_text(TuiTokens *t, const TuiRunner *r)
             n = r->piece(r->self, t->id[i], t->piece[i], strlen(t->piece[i]), buf, (int)sizeof buf - 1);
         if (n < 0 || n > (int)sizeof buf - 1)
             n = (int)tui_piece_text(t->piece[i], buf, sizeof buf);
+        if (n == 0)
+            continue;   /* a control token (BOS...): keep its name, e.g. <s> */
         buf[n] = 0;
         char *p = malloc((size_t)n + 1);
         if (!p)
