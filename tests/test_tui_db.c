@@ -1,9 +1,7 @@
 /*
 ** tests/test_tui_db.c — the app's database source: runs written through
 ** the db logging API come back through the loader with the same counts,
-** weights, tokens and routes; tag and not-tag aggregates add up.  The
-** database is kept at build/tui-test.db for the end-to-end script to open
-** when no model is available to record real runs.
+** weights, tokens and routes; tag and not-tag aggregates add up.
 */
 #include <setjmp.h>
 #include <stdarg.h>
