@@ -114,7 +114,8 @@ int tui_scale_pair(const TuiScale *s, int bin, TuiColors c);
 ** style otherwise; diverging bins use the same ramp by magnitude and a
 ** sign in ASCII mode.  Returns a static string. */
 const char *tui_scale_glyph(const TuiScale *s, int bin, int utf8);
-/* Legend label for bin i ("<5%", "≥30%", "+0.25"...) into buf. */
+/* Legend label for bin i into buf: "<10%" for a bin below 10 %, ">=30%"
+** for the open top bin; diverging: "<+0.2", ">=+0.6", ">-0.2", "<=-0.6". */
 int tui_scale_label(const TuiScale *s, int bin, char *buf, size_t cap);
 
 /* Horizontal bar of frac (0..1) over width cells using eighth blocks in

@@ -196,7 +196,7 @@ static int steer_key(TuiView *v, TuiApp *a, int key)
         }
         break;
     case 'r': {
-        const char *prompt = a->live_is_steer && a->live_parent ? NULL : NULL;
+        const char *prompt = NULL;
         int base = -1;
         /* re-run the baseline again if this view shows a steered result */
         if (a->live_is_steer && a->base_toks.n > 0 && !a->running) {
