@@ -8,7 +8,7 @@
 
 CC      ?= cc
 BUILD   ?= build
-PKGS     = ncursesw sqlite3 openblas
+PKGS     = ncursesw sqlite3 openblas jansson
 
 # Flags live here and only here.
 OPT      ?= -O2
@@ -48,15 +48,21 @@ moescope: $(BIN)
 endif
 
 $(BIN): $(BUILD)/tui/main.o $(TUI_OBJ) $(LIB_OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(V),,echo "  LD    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# V=1 shows the full commands
+Q = $(if $(V),,@)
 
 $(BUILD)/%.o: %.c $(HDRS) Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@$(if $(V),,echo "  CC    $<")
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/%.c $(TUI_OBJ) $(LIB_OBJ) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(TUI_OBJ) $(LIB_OBJ) $(LDLIBS) -lcmocka
+	@$(if $(V),,echo "  LD    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TUI_OBJ) $(LIB_OBJ) $(LDLIBS) -lcmocka
 
 # make test: every unit test binary, then the end-to-end scripts.  Each test
 # runs from the top of the checkout so data paths are tests/data/...
@@ -68,7 +74,7 @@ test: $(TEST_BIN) $(BIN)
 	done; \
 	for s in $(E2E); do \
 	  echo "== $$s"; \
-	  if MOESCOPE=$(BIN) bash $$s; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$s"; fi; \
+	  if MOESCOPE=$(CURDIR)/$(BIN) bash $$s; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$s"; fi; \
 	done; \
 	echo "test suites: $$pass passed, $$fail failed"; \
 	test $$fail -eq 0
@@ -81,20 +87,23 @@ asan:
 
 bench: $(BENCH_BIN) $(BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
-	@if [ -f tests/bench.sh ]; then MOESCOPE=$(BIN) bash tests/bench.sh; fi
+	@if [ -f tests/bench.sh ]; then MOESCOPE=$(CURDIR)/$(BIN) bash tests/bench.sh; fi
 
 demo: $(BIN)
 	@bash samples/demo.sh
 
-# libFuzzer harness for the GGUF parser (clang), seeded with the fixtures.
+# libFuzzer harness for the GGUF parser (clang), seeded with the fixtures,
+# the sample and (written by the harness at start-up) miniatures of them.
 FUZZ_SECONDS ?= 60
+FUZZ_MAX_LEN ?= 4194304
 fuzz:
 	@mkdir -p build/fuzz/corpus
-	clang -std=c11 -D_DEFAULT_SOURCE -D_XOPEN_SOURCE=700 -g -O1 -I. \
-	  -fsanitize=fuzzer,address,undefined -o build/fuzz/fuzz_gguf \
-	  tests/fuzz_gguf.c $(wildcard engine/*.c) -lm -pthread $(PKG_LIBS)
-	cp tests/data/fixtures/*/*.gguf tests/data/tokenizer/*.gguf build/fuzz/corpus/ 2>/dev/null || true
-	build/fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=4194304 build/fuzz/corpus
+	clang -std=c11 -D_DEFAULT_SOURCE -D_XOPEN_SOURCE=700 -g -O1 -I. $(PKG_CFLAGS) \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -o build/fuzz/fuzz_gguf tests/fuzz_gguf.c $(wildcard engine/*.c) -lm -pthread $(PKG_LIBS)
+	cp tests/data/fixtures/*/*.gguf tests/data/tokenizer/*.gguf samples/*.gguf build/fuzz/corpus/ 2>/dev/null || true
+	GGUF_FUZZ_SEED_DIR=build/fuzz/corpus build/fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) \
+	  -rss_limit_mb=4096 -max_len=$(FUZZ_MAX_LEN) -print_final_stats=1 build/fuzz/corpus
 
 clean:
 	rm -rf build moescope

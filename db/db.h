@@ -293,4 +293,117 @@ typedef enum { DB_WHAT_ROUTES = 0, DB_WHAT_TOKENS, DB_WHAT_LOAD, DB_WHAT_RUNS } 
 DbStatus db_export(Db *db, const DbSel *sel, DbWhat what, DbFormat fmt,
                    FILE *out, DbErr *err);
 
+/* ---- import (moetrace) ---- */
+/* Reading and writing moetrace v1 routing traces (docs/moetrace.md): traces
+** of models served elsewhere (vLLM, SGLang, Hugging Face) imported as runs,
+** and our own runs exported in the same format.  db/import*.c. */
+
+/* Run flags of imported runs (runs.flags, next to DB_RUN_SCORES/LOGITS). */
+enum {
+    DB_RUN_IMPORTED   = 4,  /* routes come from a trace, not from our engine:
+                               read-only for steering (no model file here) */
+    DB_RUN_NO_WEIGHTS = 8,  /* the trace had no gate weights: each route
+                               stores 1/k per expert, weight mass = count/k */
+};
+
+/* An NPY array (format versions 1-3), validated and mapped read-only.
+** Supported dtypes: '<i2' '<i4' '<i8' '|u1' '<u2' '<f2' '<f4' and their
+** big-endian forms ('>'); C order only; at most DB_NPY_MAX_DIM dimensions;
+** the data must fill the rest of the file exactly. */
+#define DB_NPY_MAX_DIM 8
+
+typedef struct {
+    char name[256];         /* file name used in messages */
+    char descr[8];          /* e.g. "<i2" */
+    char kind;              /* 'i' signed, 'u' unsigned, 'f' float */
+    int itemsize;           /* 1, 2, 4 or 8 */
+    int swap;               /* stored byte order differs from the host's */
+    int ndim;
+    uint64_t shape[DB_NPY_MAX_DIM];
+    uint64_t count;         /* product of shape */
+    const uint8_t *data;    /* count * itemsize bytes */
+    void *map;              /* mmap of the file (db_npy_open), else NULL */
+    size_t map_len;
+} DbNpy;
+
+/* Validate an in-memory NPY image of len bytes; a->data points into buf.
+** name is used in messages.  Errors (DB_E_ARG) name the file, the field
+** and the value found against what was expected.  Can't allocate. */
+DbStatus db_npy_parse(DbNpy *a, const uint8_t *buf, size_t len, const char *name,
+                      DbErr *err);
+/* Map and validate an NPY file (DB_E_IO if it can't be read). */
+DbStatus db_npy_open(DbNpy *a, const char *path, DbErr *err);
+void db_npy_close(DbNpy *a);            /* accepts a zeroed or closed array */
+/* Element i (flat, C order) as an integer / a double; i < a->count. */
+int64_t db_npy_int(const DbNpy *a, uint64_t i);
+double db_npy_float(const DbNpy *a, uint64_t i);
+/* IEEE half to float.  Can't fail. */
+float db_half_to_float(uint16_t h);
+
+/* Write an NPY version 1 header of exactly DB_NPY_HDR bytes for a C-order
+** array of descr and shape; writing it again later with the final shape
+** (fseek to the start) keeps the data in place.  DB_E_IO on failure. */
+#define DB_NPY_HDR 128
+DbStatus db_npy_write_header(FILE *f, const char *descr, int ndim,
+                             const uint64_t *shape, DbErr *err);
+
+/* A moetrace v1 trace (a directory or a .jsonl file), opened and checked
+** completely before anything is written: meta.json fields, NPY headers,
+** shapes against each other and against the file sizes, every expert id
+** (-1 or 0..num_experts-1, no repeats within a route), index rows grouped
+** by sequence with increasing positions.  Memory stays bounded: the NPY
+** files are mapped, a JSONL file is read line by line. */
+typedef struct DbTrace DbTrace;
+
+typedef struct {
+    const char *model, *arch, *source;  /* from meta.json ("" if absent) */
+    int num_layers, num_experts, top_k;
+    int n_moe, k_slots;             /* moe_layers count; experts' last dim */
+    const int *moe_layers;          /* n_moe absolute layer indices */
+    int has_weights, has_logits;
+    int64_t n_tokens;
+    int n_seq;
+} DbTraceInfo;
+
+DbTrace *db_trace_open(const char *path, DbErr *err);
+void db_trace_close(DbTrace *t);        /* accepts NULL */
+const DbTraceInfo *db_trace_info(const DbTrace *t);
+
+/* Token text for imported tokens (e.g. from a GGUF vocabulary): returns
+** the bytes of id and their length in *len, or NULL if unknown. */
+typedef const char *(*DbPieceFn)(void *user, int32_t id, size_t *len);
+/* Progress: tokens done of total; return non-zero to cancel the import. */
+typedef int (*DbProgressFn)(void *user, int64_t done, int64_t total);
+
+typedef struct {
+    const char *tag;        /* run set name of the imported runs */
+    DbPieceFn piece;        /* NULL = empty token text */
+    void *piece_user;
+    DbProgressFn progress;  /* NULL = silent */
+    void *progress_user;
+    int flush_every;        /* records per DbLog batch, 0 = 65536 */
+} DbImportOpts;
+
+/* Import every sequence of t as one complete run (DB_RUN_IMPORTED, plus
+** DB_RUN_NO_WEIGHTS when the trace has no weights) of a model row built
+** from meta.json (no file: path "", file_size 0, hash of the model name and
+** shape).  All or nothing: if any write fails or the progress callback
+** cancels, the runs already written, their rows and a model row this call
+** created are deleted again.  The ids of the first and last run are stored
+** in *first and *last (either may be NULL). */
+DbStatus db_import(Db *db, DbTrace *t, const DbImportOpts *o, int64_t *first,
+                   int64_t *last, DbErr *err);
+
+/* Delete runs first..last (ids) with their tokens, routes and load rows in
+** one transaction; used to undo a partial import.  Only runs flagged
+** DB_RUN_IMPORTED are touched. */
+DbStatus db_import_discard(Db *db, int64_t first, int64_t last, DbErr *err);
+
+/* Write the complete runs in sel as a moetrace v1 directory dir (created;
+** it must not exist): all runs must be of one model.  Streams run by run;
+** written under dir.tmp and renamed when complete. */
+DbStatus db_export_moetrace(Db *db, const DbSel *sel, const char *dir, DbErr *err);
+
+/* ---- end import (moetrace) -------------------------------------------- */
+
 #endif

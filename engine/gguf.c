@@ -6,8 +6,15 @@
 ** first, so a truncated or lying file fails with GGUF_E_TRUNCATED (or a more
 ** specific code) at the first field that does not fit.  Counts are bounded
 ** before anything is allocated for them: a kv needs at least 13 bytes and a
-** tensor info at least 24, so n_kv / n_tensors larger than the bytes left
-** allow are refused outright.
+** tensor info at least 33, so n_kv / n_tensors larger than the bytes left
+** allow are refused outright (n_tensors once more after the key/values);
+** every array and string length is checked against the bytes left before
+** its elements are allocated or read.  Hence the heap used is bounded by a
+** small multiple of the file size whatever the file claims.
+**
+** Tensor data: each tensor's bytes must be aligned, inside the file and
+** disjoint from every other tensor's.  Unlike ggml we do not require the
+** tensors to be packed in file order; nothing here depends on it.
 **
 ** Structure validation happens here; what a *model* needs (which keys and
 ** tensors, with which shapes) is checked by model.c.
@@ -97,7 +104,8 @@ const char *gguf_error_name(GgufError e)
     return (unsigned)e < GGUF_E_COUNT ? err_names[e] : "?";
 }
 
-/* Print at most 40 bytes of an untrusted string, control bytes escaped. */
+/* Print at most 40 bytes of an untrusted string; control and non-ASCII bytes
+** are escaped as \xNN so a message never carries terminal escapes. */
 static const char *show(const char *s, uint64_t n, char *buf, size_t cap)
 {
     size_t o = 0;
@@ -107,7 +115,7 @@ static const char *show(const char *s, uint64_t n, char *buf, size_t cap)
             o += (size_t)snprintf(buf + o, cap - o, "...");
             break;
         }
-        if (ch < 0x20 || ch == 0x7f)
+        if (ch < 0x20 || ch >= 0x7f)
             o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", ch);
         else
             buf[o++] = (char)ch;
@@ -116,17 +124,22 @@ static const char *show(const char *s, uint64_t n, char *buf, size_t cap)
     return buf;
 }
 
-static GgufError rd_str(Cur *c, GgufStr *s, const char *what)
+/* Read a string; what names the field in messages ("key 'k'"), elem >= 0
+** adds the index of an array element. */
+static GgufError rd_str(Cur *c, GgufStr *s, const char *what, int64_t elem)
 {
     uint64_t len;
     uint64_t at = c->off;
+    char idx[32] = "";
+    if (elem >= 0)
+        snprintf(idx, sizeof idx, " element #%lld", (long long)elem);
     if (!rd_u64(c, &len))
-        return fail(c, GGUF_E_TRUNCATED, "%s: length at byte %llu: file ends",
-                    what, (unsigned long long)at);
+        return fail(c, GGUF_E_TRUNCATED, "%s%s: string length at byte %llu: file ends",
+                    what, idx, (unsigned long long)at);
     if (len > left(c))
         return fail(c, GGUF_E_STRING_LEN,
-                    "%s: string length %llu at byte %llu exceeds the %llu bytes left",
-                    what, (unsigned long long)len, (unsigned long long)at,
+                    "%s%s: string length %llu at byte %llu exceeds the %llu bytes left",
+                    what, idx, (unsigned long long)len, (unsigned long long)at,
                     (unsigned long long)left(c));
     s->ptr = (const char *)c->p + c->off;
     s->len = len;
@@ -172,6 +185,8 @@ static int tensor_off_cmp(const void *a, const void *b)
 static GgufError rd_value(Cur *c, GgufKV *kv, const char *key)
 {
     uint32_t t = kv->type;
+    char what[256];
+    snprintf(what, sizeof what, "key '%s'", key);
     if (t >= GGUF_TYPE_COUNT)
         return fail(c, GGUF_E_VALUE_TYPE,
                     "key '%s': value type %u out of range (expected 0..%d)",
@@ -181,7 +196,7 @@ static GgufError rd_value(Cur *c, GgufKV *kv, const char *key)
         kv->strs = malloc(sizeof(GgufStr));
         if (!kv->strs)
             return fail(c, GGUF_E_NOMEM, "key '%s': out of memory", key);
-        return rd_str(c, kv->strs, key);
+        return rd_str(c, kv->strs, what, -1);
     }
     if (t != GGUF_TYPE_ARRAY) {
         kv->n = 1;
@@ -214,7 +229,7 @@ static GgufError rd_value(Cur *c, GgufKV *kv, const char *key)
             return fail(c, GGUF_E_NOMEM, "key '%s': out of memory for %llu strings",
                         key, (unsigned long long)n);
         for (uint64_t i = 0; i < n; i++) {
-            GgufError e = rd_str(c, &kv->strs[i], key);
+            GgufError e = rd_str(c, &kv->strs[i], what, (int64_t)i);
             if (e)
                 return e;
         }
@@ -278,8 +293,11 @@ GgufError gguf_parse(const uint8_t *buf, uint64_t n, Gguf **out, char *err,
         goto bad;
     }
     if (g->version != 2 && g->version != 3) {
-        e = fail(c, GGUF_E_VERSION, "version %u not supported (expected 2 or 3)",
-                 g->version);
+        /* a big-endian file read on a little-endian host shows its version
+        ** in the top bytes (3 reads as 0x03000000) */
+        int swapped = g->version != 0 && (g->version & 0xffff) == 0;
+        e = fail(c, GGUF_E_VERSION, "version %u not supported (expected 2 or 3)%s",
+                 g->version, swapped ? "; the file looks big-endian" : "");
         goto bad;
     }
     if (!rd_u64(c, &g->n_tensors) || !rd_u64(c, &g->n_kv)) {
@@ -289,19 +307,21 @@ GgufError gguf_parse(const uint8_t *buf, uint64_t n, Gguf **out, char *err,
     /* a kv is at least key length (8) + 1 key byte + type (4); a tensor info
     ** at least name length (8) + 1 + n_dims (4) + ne (8) + type (4) + offset (8) */
     if (g->n_kv > left(c) / 13) {
-        e = fail(c, GGUF_E_N_KV, "n_kv %llu cannot fit in the %llu bytes left",
+        e = fail(c, GGUF_E_N_KV,
+                 "n_kv %llu cannot fit in the %llu bytes left (a kv takes at least 13)",
                  (unsigned long long)g->n_kv, (unsigned long long)left(c));
         goto bad;
     }
     if (g->n_tensors > left(c) / 33) {
-        e = fail(c, GGUF_E_N_TENSORS, "n_tensors %llu cannot fit in the %llu bytes left",
+        e = fail(c, GGUF_E_N_TENSORS,
+                 "n_tensors %llu cannot fit in the %llu bytes left (a tensor info takes at least 33)",
                  (unsigned long long)g->n_tensors, (unsigned long long)left(c));
         goto bad;
     }
     g->kv = calloc((size_t)(g->n_kv ? g->n_kv : 1), sizeof(GgufKV));
-    g->tensors = calloc((size_t)(g->n_tensors ? g->n_tensors : 1), sizeof(GgufTensor));
-    if (!g->kv || !g->tensors) {
-        e = fail(c, GGUF_E_NOMEM, "out of memory");
+    if (!g->kv) {
+        e = fail(c, GGUF_E_NOMEM, "out of memory for %llu key/values",
+                 (unsigned long long)g->n_kv);
         goto bad;
     }
 
@@ -310,7 +330,7 @@ GgufError gguf_parse(const uint8_t *buf, uint64_t n, Gguf **out, char *err,
         GgufKV *kv = &g->kv[i];
         char what[48];
         snprintf(what, sizeof what, "key #%llu", (unsigned long long)i);
-        if ((e = rd_str(c, &kv->key, what)))
+        if ((e = rd_str(c, &kv->key, what, -1)))
             goto bad;
         if (kv->key.len == 0) {
             e = fail(c, GGUF_E_KEY_EMPTY, "key #%llu is empty", (unsigned long long)i);
@@ -360,12 +380,26 @@ GgufError gguf_parse(const uint8_t *buf, uint64_t n, Gguf **out, char *err,
         free(s);
     }
 
+    /* bound the tensor count again by what the key/values left, so the
+    ** allocation below is at most a few times the size of the file */
+    if (g->n_tensors > left(c) / 33) {
+        e = fail(c, GGUF_E_N_TENSORS,
+                 "n_tensors %llu cannot fit in the %llu bytes left after the key/values",
+                 (unsigned long long)g->n_tensors, (unsigned long long)left(c));
+        goto bad;
+    }
+    g->tensors = calloc((size_t)(g->n_tensors ? g->n_tensors : 1), sizeof(GgufTensor));
+    if (!g->tensors) {
+        e = fail(c, GGUF_E_NOMEM, "out of memory for %llu tensors",
+                 (unsigned long long)g->n_tensors);
+        goto bad;
+    }
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         GgufTensor *t = &g->tensors[i];
         GgufStr nm;
         char what[48];
         snprintf(what, sizeof what, "tensor #%llu name", (unsigned long long)i);
-        if ((e = rd_str(c, &nm, what)))
+        if ((e = rd_str(c, &nm, what, -1)))
             goto bad;
         if (nm.len == 0 || nm.len >= GGUF_MAX_NAME) {
             e = fail(c, GGUF_E_NAME_LEN,
@@ -434,7 +468,9 @@ GgufError gguf_parse(const uint8_t *buf, uint64_t n, Gguf **out, char *err,
         }
         uint64_t nblocks = (uint64_t)ne / (uint64_t)tr->blck;
         if (nblocks > UINT64_MAX / (uint64_t)tr->size) {
-            e = fail(c, GGUF_E_OVERFLOW, "tensor '%s': byte size overflows", sb);
+            e = fail(c, GGUF_E_OVERFLOW,
+                     "tensor '%s': byte size of %llu %s blocks of %d bytes overflows 64 bits",
+                     sb, (unsigned long long)nblocks, tr->name, tr->size);
             goto bad;
         }
         t->nbytes = nblocks * (uint64_t)tr->size;
@@ -501,17 +537,28 @@ GgufError gguf_parse(const uint8_t *buf, uint64_t n, Gguf **out, char *err,
         for (uint64_t i = 0; i < g->n_tensors; i++)
             s[i] = &g->tensors[i];
         qsort(s, (size_t)g->n_tensors, sizeof *s, tensor_off_cmp);
-        for (uint64_t i = 1; i < g->n_tensors; i++)
-            if (s[i - 1]->nbytes > 0 && s[i]->nbytes > 0 &&
-                s[i - 1]->offset + s[i - 1]->nbytes > s[i]->offset) {
+        /* sorted by offset, a tensor overlaps an earlier one iff it starts
+        ** before the furthest end seen so far; empty tensors occupy nothing */
+        const GgufTensor *far = NULL;
+        for (uint64_t i = 0; i < g->n_tensors; i++) {
+            const GgufTensor *t = s[i];
+            if (t->nbytes == 0)
+                continue;
+            if (far && far->offset + far->nbytes > t->offset) {
+                char sb2[200];
                 e = fail(c, GGUF_E_OVERLAP,
-                         "tensor '%s' [%llu, +%llu) overlaps tensor '%s' at %llu",
-                         s[i - 1]->name, (unsigned long long)s[i - 1]->offset,
-                         (unsigned long long)s[i - 1]->nbytes, s[i]->name,
-                         (unsigned long long)s[i]->offset);
+                         "tensor '%s' data [%llu, +%llu) overlaps tensor '%s' data [%llu, +%llu)",
+                         show(t->name, strlen(t->name), sb, sizeof sb),
+                         (unsigned long long)t->offset, (unsigned long long)t->nbytes,
+                         show(far->name, strlen(far->name), sb2, sizeof sb2),
+                         (unsigned long long)far->offset,
+                         (unsigned long long)far->nbytes);
                 free(s);
                 goto bad;
             }
+            if (!far || t->offset + t->nbytes > far->offset + far->nbytes)
+                far = t;
+        }
         free(s);
     }
     *out = g;
@@ -521,39 +568,69 @@ bad:
     return e;
 }
 
+/* Write "path: message" to err (err may be NULL when errcap is 0). */
+static GgufError open_fail(char *err, size_t errcap, const char *path,
+                           const char *fmt, ...)
+{
+    if (err && errcap) {
+        va_list ap;
+        int k = snprintf(err, errcap, "%s: ", path);
+        va_start(ap, fmt);
+        if (k >= 0 && (size_t)k < errcap)
+            vsnprintf(err + k, errcap - (size_t)k, fmt, ap);
+        va_end(ap);
+    }
+    return GGUF_E_IO;
+}
+
 GgufError gguf_open(const char *path, Gguf **out, char *err, size_t errcap)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        snprintf(err, errcap, "%s: cannot open: %s", path, strerror(errno));
-        return GGUF_E_IO;
-    }
+    if (err && errcap)
+        err[0] = 0;
+    /* O_NONBLOCK: opening a FIFO for reading must not wait for a writer;
+    ** the regular-file check below then refuses it */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return open_fail(err, errcap, path, "cannot open: %s", strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errcap, "%s: not a regular file", path);
+    if (fstat(fd, &st) != 0) {
+        int en = errno;
         close(fd);
-        return GGUF_E_IO;
+        return open_fail(err, errcap, path, "cannot stat: %s", strerror(en));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return open_fail(err, errcap, path, "not a regular file (%s)",
+                         S_ISDIR(st.st_mode) ? "a directory" :
+                         S_ISFIFO(st.st_mode) ? "a FIFO" :
+                         S_ISCHR(st.st_mode) ? "a character device" :
+                         S_ISSOCK(st.st_mode) ? "a socket" : "a special file");
+    }
+    if (st.st_size <= 0) {
+        close(fd);
+        return open_fail(err, errcap, path, "file is empty (expected a GGUF file)");
     }
     uint64_t n = (uint64_t)st.st_size;
-    void *map = NULL;
-    if (n > 0) {
-        map = mmap(NULL, (size_t)n, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            snprintf(err, errcap, "%s: cannot mmap %llu bytes: %s", path,
-                     (unsigned long long)n, strerror(errno));
-            close(fd);
-            return GGUF_E_IO;
-        }
+    if (n > SIZE_MAX) {
+        close(fd);
+        return open_fail(err, errcap, path, "%llu bytes cannot be mapped",
+                         (unsigned long long)n);
+    }
+    void *map = mmap(NULL, (size_t)n, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) {
+        int en = errno;
+        close(fd);
+        return open_fail(err, errcap, path, "cannot mmap %llu bytes: %s",
+                         (unsigned long long)n, strerror(en));
     }
     close(fd);
     char e2[400];
-    static const uint8_t empty[1];
-    GgufError e = gguf_parse(map ? map : empty, n, out, e2, sizeof e2);
+    GgufError e = gguf_parse(map, n, out, e2, sizeof e2);
     if (e) {
-        snprintf(err, errcap, "%s: %s", path, e2);
-        if (map)
-            munmap(map, (size_t)n);
+        if (err && errcap)
+            snprintf(err, errcap, "%s: %s", path, e2);
+        munmap(map, (size_t)n);
         return e;
     }
     (*out)->map = map;
@@ -669,18 +746,37 @@ int gguf_get_str(const Gguf *g, const char *key, GgufStr *out)
     return 1;
 }
 
+static int arr_ok(const GgufKV *kv, uint64_t i)
+{
+    return kv->type == GGUF_TYPE_ARRAY && i < kv->n &&
+           kv->arr_type < GGUF_TYPE_COUNT && scalar_size[kv->arr_type] > 0;
+}
+
 int64_t gguf_arr_int(const GgufKV *kv, uint64_t i)
 {
     int ok;
+    if (!arr_ok(kv, i))
+        return 0;
     uint32_t t = kv->arr_type;
-    return read_int(t, kv->data + i * (uint64_t)scalar_size[t], &ok);
+    int64_t v = read_int(t, kv->data + i * (uint64_t)scalar_size[t], &ok);
+    if (!ok && t == GGUF_TYPE_UINT64)
+        return INT64_MAX;
+    return ok ? v : 0;
 }
 
 double gguf_arr_float(const GgufKV *kv, uint64_t i)
 {
     int ok;
+    if (!arr_ok(kv, i))
+        return 0;
     uint32_t t = kv->arr_type;
-    if (t != GGUF_TYPE_FLOAT32 && t != GGUF_TYPE_FLOAT64)
-        return (double)read_int(t, kv->data + i * (uint64_t)scalar_size[t], &ok);
-    return read_float(t, kv->data + i * (uint64_t)scalar_size[t], &ok);
+    const uint8_t *p = kv->data + i * (uint64_t)scalar_size[t];
+    if (t == GGUF_TYPE_FLOAT32 || t == GGUF_TYPE_FLOAT64)
+        return read_float(t, p, &ok);
+    if (t == GGUF_TYPE_UINT64) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return (double)v;
+    }
+    return (double)read_int(t, p, &ok);
 }

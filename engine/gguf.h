@@ -102,7 +102,12 @@ typedef struct {
 GgufError gguf_parse(const uint8_t *buf, uint64_t n, Gguf **out,
                      char *err, size_t errcap);
 
-/* mmap path read-only and parse it.  GGUF_E_IO when it can't be opened. */
+/* mmap path read-only and parse it.  GGUF_E_IO (message starting with the
+** path) when it can't be opened, is not a regular file (directory, FIFO,
+** device: never blocks), is empty, or can't be mapped; otherwise the
+** parse result, its message prefixed with the path.  The mapping belongs to
+** *out.  A file shrunk by another process while mapped can still raise
+** SIGBUS on access: the parser cannot guard against that. */
 GgufError gguf_open(const char *path, Gguf **out, char *err, size_t errcap);
 
 /* Free a Gguf (and unmap it if gguf_open made the mapping).  Accepts NULL. */
@@ -122,7 +127,10 @@ int gguf_get_float(const Gguf *g, const char *key, double *out);
 int gguf_get_bool(const Gguf *g, const char *key, int *out);
 int gguf_get_str(const Gguf *g, const char *key, GgufStr *out);
 
-/* Array element access (i < kv->n, element type must match the call). */
+/* Array element access.  Return 0 when kv is not an array, i >= kv->n or the
+** elements are strings.  _int reads integer and bool elements (u64 values
+** above INT64_MAX come back as INT64_MAX) and returns 0 for float elements;
+** _float reads float elements and converts integer ones. */
 int64_t gguf_arr_int(const GgufKV *kv, uint64_t i);
 double gguf_arr_float(const GgufKV *kv, uint64_t i);
 

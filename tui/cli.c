@@ -21,6 +21,10 @@ static const Cmd cmds[] = {
     { "ppl", tui_cmd_ppl, "perplexity over texts (with interventions)" },
     { "synth", tui_cmd_synth, "write a random-weight MoE model of a given size (or convert one)" },
     { "export", tui_cmd_export, "stream runs/tokens/routes/load from a db as csv or jsonl" },
+    { "stats", tui_cmd_stats, "load, balance, router entropy, specialization of runs" },
+    { "contrast", tui_cmd_contrast, "experts that separate two tagged run sets" },
+    { "diff", tui_cmd_diff, "compare two runs: divergence, expert sets, load, logprobs" },
+    { "import", tui_cmd_import, "import a moetrace routing trace (vLLM, SGLang, HF) as runs" },
     { "tui", tui_cmd_tui, "the full-screen app: browse routing, steer experts, compare runs" },
     { NULL, NULL, NULL },
 };

@@ -20,6 +20,10 @@ static void usage(FILE *f)
         "usage: moescope export --db FILE (--run ID | --tag NAME | --all)\n"
         "                       --format csv|jsonl [--what runs|tokens|routes|load]\n"
         "                       [-o FILE]\n"
+        "       moescope export --db FILE (--run ID | --tag NAME | --all)\n"
+        "                       --format moetrace -o DIR\n"
+        "  moetrace: the runs (of one model) as a moetrace v1 trace directory DIR\n"
+        "            (docs/moetrace.md); moescope import reads it back\n"
         "  --what   what to write (default routes); see db/README.md for fields\n"
         "  -o FILE  write to FILE instead of standard output\n");
 }
@@ -32,6 +36,32 @@ static const char *value(int argc, char **argv, int *i)
         return NULL;
     }
     return argv[++*i];
+}
+
+/* --format moetrace: a trace directory, written through DIR.tmp. */
+static int export_moetrace(const char *db_path, long long run, const char *tag,
+                           const char *dir)
+{
+    if (!dir) {
+        fprintf(stderr, "moescope export: --format moetrace needs -o DIR (a new directory)\n");
+        return 2;
+    }
+    DbErr err = { 0 };
+    Db *db = db_open(db_path, DB_OPEN_READONLY, &err);
+    if (!db) {
+        fprintf(stderr, "moescope export: %s\n", err.msg);
+        return 1;
+    }
+    DbSel sel = { 0 };
+    sel.run = run;
+    sel.tag = run > 0 ? NULL : tag;
+    DbStatus s = db_export_moetrace(db, &sel, dir, &err);
+    db_close(db);
+    if (s != DB_OK) {
+        fprintf(stderr, "moescope export: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
 }
 
 int tui_cmd_export(int argc, char **argv)
@@ -94,12 +124,14 @@ int tui_cmd_export(int argc, char **argv)
         return 2;
     }
     DbFormat fmt;
+    if (fmt_s && !strcmp(fmt_s, "moetrace"))
+        return export_moetrace(db_path, run, tag, out_path);
     if (fmt_s && !strcmp(fmt_s, "jsonl"))
         fmt = DB_FMT_JSONL;
     else if (fmt_s && !strcmp(fmt_s, "csv"))
         fmt = DB_FMT_CSV;
     else {
-        fprintf(stderr, "moescope export: --format '%s': expected csv or jsonl\n",
+        fprintf(stderr, "moescope export: --format '%s': expected csv, jsonl or moetrace\n",
                 fmt_s ? fmt_s : "(missing)");
         return 2;
     }

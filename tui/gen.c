@@ -137,7 +137,7 @@ int gen_run(EngModel *m, EngCtx *c, const GenSettings *s, const char *prompt, si
     int pos = n;
     for (int i = 0; i < s->n_predict && !st->cancelled; i++) {
         if (pos >= n_ctx)
-            break;
+            break;   /* context full: the last token could not be evaluated */
         const float *L = eng_ctx_logits(c);
         int32_t t = eng_sample(&smp, L);
         float lp = eng_logprobs(L, V, t, GEN_TOP, top_ids, top_lp);
@@ -160,8 +160,8 @@ int gen_run(EngModel *m, EngCtx *c, const GenSettings *s, const char *prompt, si
         st->n_gen++;
         if (s->stop_at_newline && memchr(piece, '\n', (size_t)(pl > 0 ? pl : 0)))
             break;
-        if (i + 1 == s->n_predict || pos + 1 >= n_ctx)
-            break;   /* no need to evaluate a token nobody samples from */
+        /* evaluate it even when it is the last: every recorded token then
+        ** has its route through all layers */
         if (eng_decode(c, &t, 1, 0, NULL, err) != ENG_OK) {
             eng_sampler_done(&smp);
             goto done;

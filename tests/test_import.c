@@ -1,0 +1,796 @@
+/*
+** tests/test_import.c — moetrace v1 import and export: the NPY reader on
+** good and malformed headers, a synthetic trace with dense layers and -1
+** slots imported into runs, malformed traces refused before anything is
+** written, an import undone when cancelled, the JSONL form equal to the
+** directory form, and the round trip runs → export → import giving the
+** same routes and aggregates.
+*/
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "db/db.h"
+#include "db/db_int.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- fixtures ------------------------------------------------------------ */
+
+typedef struct {
+    char dir[64];
+    char db[128];
+} Tmp;
+
+static int tmp_setup(void **state)
+{
+    Tmp *t = calloc(1, sizeof *t);
+    snprintf(t->dir, sizeof t->dir, "/tmp/moescope-test-imp-XXXXXX");
+    if (!t || !mkdtemp(t->dir))
+        return -1;
+    snprintf(t->db, sizeof t->db, "%s/t.db", t->dir);
+    *state = t;
+    return 0;
+}
+
+static int tmp_teardown(void **state)
+{
+    Tmp *t = *state;
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", t->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cleanup of %s failed\n", t->dir);
+    free(t);
+    return 0;
+}
+
+static void write_file(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    if (n)
+        assert_int_equal(fwrite(p, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void write_npy(const char *path, const char *descr, int ndim, const uint64_t *shape,
+                      const void *data, size_t nbytes)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    DbErr err = { 0 };
+    assert_int_equal(db_npy_write_header(f, descr, ndim, shape, &err), DB_OK);
+    if (nbytes)
+        assert_int_equal(fwrite(data, 1, nbytes, f), nbytes);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* An NPY image with a hand-written header (version 1). */
+static size_t npy_image(uint8_t *buf, size_t cap, const char *dict, const void *data,
+                        size_t nbytes)
+{
+    size_t hl = strlen(dict) + 1;
+    assert_true(10 + hl + nbytes <= cap);
+    memcpy(buf, "\x93NUMPY\x01\x00", 8);
+    buf[8] = (uint8_t)hl;
+    buf[9] = (uint8_t)(hl >> 8);
+    memcpy(buf + 10, dict, hl - 1);
+    buf[10 + hl - 1] = '\n';
+    if (nbytes)
+        memcpy(buf + 10 + hl, data, nbytes);
+    return 10 + hl + nbytes;
+}
+
+/* ---- the NPY reader -------------------------------------------------------- */
+
+static void test_npy_valid_headers_parse(void **state)
+{
+    (void)state;
+    uint8_t buf[512];
+    int16_t v[6] = { 1, -1, 300, -300, 7, 0 };
+    size_t n = npy_image(buf, sizeof buf, "{'descr': '<i2', 'fortran_order': False, "
+                         "'shape': (2, 3), }", v, sizeof v);
+    DbNpy a = { 0 };
+    DbErr err = { 0 };
+    assert_int_equal(db_npy_parse(&a, buf, n, "v.npy", &err), DB_OK);
+    assert_int_equal(a.ndim, 2);
+    assert_int_equal(a.shape[0], 2);
+    assert_int_equal(a.shape[1], 3);
+    assert_int_equal(a.count, 6);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(db_npy_int(&a, (uint64_t)i), v[i]);
+
+    /* version 2 (4-byte header length), key order free, 1-d shape "(3,)" */
+    const char *d2 = "{\"shape\": (3,), \"fortran_order\": False, \"descr\": \">i4\"}";
+    size_t hl = strlen(d2) + 1;
+    memcpy(buf, "\x93NUMPY\x02\x00", 8);
+    buf[8] = (uint8_t)hl;
+    buf[9] = buf[10] = buf[11] = 0;
+    memcpy(buf + 12, d2, hl - 1);
+    buf[12 + hl - 1] = '\n';
+    uint8_t be[12] = { 0, 0, 0, 5, 0xff, 0xff, 0xff, 0xfe, 0, 1, 0, 0 };
+    memcpy(buf + 12 + hl, be, sizeof be);
+    assert_int_equal(db_npy_parse(&a, buf, 12 + hl + sizeof be, "be.npy", &err), DB_OK);
+    assert_int_equal(db_npy_int(&a, 0), 5);
+    assert_int_equal(db_npy_int(&a, 1), -2);
+    assert_int_equal(db_npy_int(&a, 2), 65536);
+
+    /* float16: 1.0, -2.5, 65504 (max), a subnormal */
+    uint16_t h[4] = { 0x3c00, 0xc100, 0x7bff, 0x0001 };
+    n = npy_image(buf, sizeof buf, "{'descr': '<f2', 'fortran_order': False, 'shape': (4,)}",
+                  h, sizeof h);
+    assert_int_equal(db_npy_parse(&a, buf, n, "h.npy", &err), DB_OK);
+    assert_true(db_npy_float(&a, 0) == 1.0);
+    assert_true(db_npy_float(&a, 1) == -2.5);
+    assert_true(db_npy_float(&a, 2) == 65504.0);
+    assert_true(fabs(db_npy_float(&a, 3) - 5.960464477539063e-08) < 1e-15);
+
+    /* an empty array and a 0-d scalar are well-formed */
+    n = npy_image(buf, sizeof buf, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 8)}",
+                  NULL, 0);
+    assert_int_equal(db_npy_parse(&a, buf, n, "e.npy", &err), DB_OK);
+    assert_int_equal(a.count, 0);
+}
+
+static void expect_npy_error(const char *dict, const void *data, size_t nbytes,
+                             const char *needle)
+{
+    uint8_t buf[1024];
+    size_t n = npy_image(buf, sizeof buf, dict, data, nbytes);
+    DbNpy a = { 0 };
+    DbErr err = { 0 };
+    DbStatus s = db_npy_parse(&a, buf, n, "bad.npy", &err);
+    if (s == DB_OK || !strstr(err.msg, needle) || !strstr(err.msg, "bad.npy"))
+        fail_msg("header %s: status %d, message '%s', expected one naming bad.npy and '%s'",
+                 dict, s, err.msg, needle);
+}
+
+static void test_npy_malformed_headers_refused(void **state)
+{
+    (void)state;
+    int16_t v[8] = { 0 };
+    expect_npy_error("{'descr': '<i2', 'fortran_order': True, 'shape': (2,)}", v, 4,
+                     "fortran_order");
+    expect_npy_error("{'descr': '<f8', 'fortran_order': False, 'shape': (2,)}", v, 16,
+                     "'<f8' is not a supported dtype");
+    expect_npy_error("{'descr': 'i2', 'fortran_order': False, 'shape': (2,)}", v, 4, "descr");
+    expect_npy_error("{'descr': '<i2', 'shape': (2,)}", v, 4, "missing key 'fortran_order'");
+    expect_npy_error("{'descr': '<i2', 'descr': '<i2', 'fortran_order': False, 'shape': (2,)}",
+                     v, 4, "given twice");
+    expect_npy_error("{'descr': '<i2', 'fortran_order': False, 'shape': (2,), 'x': 1}", v, 4,
+                     "unexpected key 'x'");
+    expect_npy_error("{'descr': '<i2', 'fortran_order': False, 'shape': (3,)}", v, 4,
+                     "truncated");
+    expect_npy_error("{'descr': '<i2', 'fortran_order': False, 'shape': (1,)}", v, 4,
+                     "extra bytes");
+    expect_npy_error("{'descr': '<i2', 'fortran_order': False, 'shape': "
+                     "(4294967296, 4294967296, 4294967296)}", v, 4, "overflows");
+    expect_npy_error("{'descr': '<i2', 'fortran_order': False, 'shape': "
+                     "(99999999999999999999,)}", v, 4, "dimension 0");
+    expect_npy_error("{'descr': '<i2', 'fortran_order': False, 'shape': (-1,)}", v, 4,
+                     "dimension 0");
+    expect_npy_error("['descr']", v, 4, "not a dict");
+
+    /* preamble faults */
+    uint8_t buf[64];
+    DbNpy a = { 0 };
+    DbErr err = { 0 };
+    memcpy(buf, "\x93NUMPX\x01\x00\x10\x00", 10);
+    assert_int_equal(db_npy_parse(&a, buf, 10, "m.npy", &err), DB_E_ARG);
+    assert_non_null(strstr(err.msg, "magic"));
+    memcpy(buf, "\x93NUMPY\x04\x00\x10\x00", 10);
+    assert_int_equal(db_npy_parse(&a, buf, 10, "m.npy", &err), DB_E_ARG);
+    assert_non_null(strstr(err.msg, "version"));
+    memcpy(buf, "\x93NUMPY\x01\x00\xff\x00", 10);       /* header longer than the file */
+    assert_int_equal(db_npy_parse(&a, buf, 20, "m.npy", &err), DB_E_ARG);
+    assert_non_null(strstr(err.msg, "header length"));
+    assert_int_equal(db_npy_parse(&a, buf, 5, "m.npy", &err), DB_E_ARG);
+}
+
+/* ---- a synthetic trace ------------------------------------------------------ */
+
+/* 2 sequences; 6 layers of which 2,3,5 are MoE; 10 experts; top-2 with a
+** third slot that is -1 except at one place; seq 7: 4 tokens (prompt 3),
+** seq 9: 3 tokens (prompt 1). */
+#define TL 6
+#define TE 10
+#define TM 3
+#define TK 3
+#define TN 7
+
+static const int moe_layers[TM] = { 2, 3, 5 };
+
+static int16_t tr_ex[TN][TM][TK];
+static float tr_w[TN][TM][TK];
+static int64_t tr_idx[TN][3];
+
+static void make_rows(void)
+{
+    for (int i = 0; i < TN; i++) {
+        int seq = i < 4 ? 7 : 9;
+        tr_idx[i][0] = seq;
+        tr_idx[i][1] = i < 4 ? i : i - 4;
+        tr_idx[i][2] = 100 + i;
+        for (int j = 0; j < TM; j++) {
+            tr_ex[i][j][0] = (int16_t)((i + j) % TE);
+            tr_ex[i][j][1] = (int16_t)((i * 3 + j + 1) % TE);
+            if (tr_ex[i][j][1] == tr_ex[i][j][0])
+                tr_ex[i][j][1] = (int16_t)((tr_ex[i][j][0] + 1) % TE);
+            tr_ex[i][j][2] = -1;
+            tr_w[i][j][0] = 0.5f + 0.01f * (float)i;
+            tr_w[i][j][1] = 0.25f + 0.001f * (float)j;
+            tr_w[i][j][2] = 0;
+        }
+    }
+    tr_ex[2][1][2] = 9 == tr_ex[2][1][0] || 9 == tr_ex[2][1][1] ? 8 : 9;
+    tr_w[2][1][2] = 0.125f;
+    tr_ex[5][0][0] = tr_ex[5][0][1] = -1;       /* no route there */
+}
+
+static const char meta_ok[] =
+    "{\"format\": \"moetrace\", \"version\": 1, \"model\": \"toy-moe\", \"arch\": \"toy\","
+    " \"source\": \"vllm\", \"num_layers\": 6, \"num_experts\": 10, \"top_k\": 2,"
+    " \"moe_layers\": [2, 3, 5], \"id_space\": \"logical\","
+    " \"sequences\": [{\"id\": 9, \"prompt_len\": 1},"
+    " {\"id\": 7, \"prompt_len\": 3, \"text\": \"seven\"}]}";
+
+static void write_trace(const char *dir, const char *meta, int weights)
+{
+    char p[256];
+    mkdir(dir, 0777);
+    make_rows();
+    snprintf(p, sizeof p, "%s/meta.json", dir);
+    write_file(p, meta, strlen(meta));
+    uint64_t si[2] = { TN, 3 }, se[3] = { TN, TM, TK };
+    snprintf(p, sizeof p, "%s/index.npy", dir);
+    write_npy(p, "<i8", 2, si, tr_idx, sizeof tr_idx);
+    snprintf(p, sizeof p, "%s/experts.npy", dir);
+    write_npy(p, "<i2", 3, se, tr_ex, sizeof tr_ex);
+    if (weights) {
+        snprintf(p, sizeof p, "%s/weights.npy", dir);
+        write_npy(p, "<f4", 3, se, tr_w, sizeof tr_w);
+    }
+}
+
+typedef struct {
+    int n;
+    int32_t pos[64], layer[64], k[64], ex[64][TK], prompt[64];
+    float w[64][TK];
+} Routes;
+
+static int grab_route(void *user, int64_t run, const DbRoute *r)
+{
+    Routes *g = user;
+    (void)run;
+    if (g->n >= 64)
+        return 1;
+    g->pos[g->n] = r->pos;
+    g->layer[g->n] = r->layer;
+    g->k[g->n] = r->k;
+    g->prompt[g->n] = r->is_prompt;
+    for (int i = 0; i < r->k && i < TK; i++) {
+        g->ex[g->n][i] = r->experts[i];
+        g->w[g->n][i] = r->weights[i];
+    }
+    g->n++;
+    return 0;
+}
+
+static int64_t count_rows(const char *db_path, const char *table)
+{
+    sqlite3 *h = NULL;
+    char sql[100];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+    if (sqlite3_open_v2(db_path, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return n;
+}
+
+static void test_import_trace_dense_layers_and_missing_slots_kept(void **state)
+{
+    Tmp *t = *state;
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/tr", t->dir);
+    write_trace(dir, meta_ok, 1);
+    DbErr err = { 0 };
+    DbTrace *tr = db_trace_open(dir, &err);
+    if (!tr)
+        fail_msg("%s", err.msg);
+    const DbTraceInfo *I = db_trace_info(tr);
+    assert_int_equal(I->n_tokens, TN);
+    assert_int_equal(I->n_seq, 2);
+    assert_int_equal(I->n_moe, TM);
+    assert_int_equal(I->k_slots, TK);
+    assert_true(I->has_weights);
+    assert_string_equal(I->source, "vllm");
+
+    Db *db = db_open(t->db, DB_OPEN_CREATE, &err);
+    assert_non_null(db);
+    DbImportOpts o = { 0 };
+    o.tag = "imp";
+    int64_t first = 0, last = 0;
+    assert_int_equal(db_import(db, tr, &o, &first, &last, &err), DB_OK);
+    assert_int_equal(last - first, 1);
+
+    DbRun r;
+    assert_int_equal(db_run_get(db, first, &r, &err), DB_OK);
+    assert_int_equal(r.status, DB_RUN_COMPLETE);
+    assert_true(r.flags & DB_RUN_IMPORTED);
+    assert_false(r.flags & DB_RUN_NO_WEIGHTS);
+    assert_int_equal(r.n_layer, TL);
+    assert_int_equal(r.n_expert, TE);
+    assert_int_equal(r.k, 2);
+    assert_int_equal(r.n_prompt, 3);
+    assert_int_equal(r.n_gen, 1);
+    assert_string_equal(r.prompt, "seven");
+    assert_string_equal(r.model_name, "toy-moe");
+    assert_string_equal(r.tag, "imp");
+    db_run_free(&r);
+
+    /* seq 7 (run first): every route at its absolute layer, -1 slots gone */
+    Routes g = { 0 };
+    assert_int_equal(db_routes(db, first, 0, -1, -1, grab_route, &g, &err), DB_OK);
+    assert_int_equal(g.n, 4 * TM);
+    float maxd = 0;
+    for (int i = 0; i < g.n; i++) {
+        int row = g.pos[i], j = i % TM;
+        assert_int_equal(g.layer[i], moe_layers[j]);
+        assert_int_equal(g.prompt[i], row < 3);
+        int k = 0;
+        for (int q = 0; q < TK; q++) {
+            if (tr_ex[row][j][q] < 0)
+                continue;
+            assert_int_equal(g.ex[i][k], tr_ex[row][j][q]);
+            float d = fabsf(g.w[i][k] - tr_w[row][j][q]);
+            maxd = d > maxd ? d : maxd;
+            k++;
+        }
+        assert_int_equal(g.k[i], k);
+    }
+    printf("imported weights: largest difference %g\n", (double)maxd);
+    assert_true(maxd == 0);
+    /* seq 9: row 5 layer 2 had no experts, so that route is absent */
+    memset(&g, 0, sizeof g);
+    assert_int_equal(db_routes(db, last, 0, -1, -1, grab_route, &g, &err), DB_OK);
+    assert_int_equal(g.n, 3 * TM - 1);
+
+    /* aggregates equal a count over the trace */
+    DbLoad ld;
+    DbSel sel = { .tag = "imp" };
+    assert_int_equal(db_load(db, &sel, &ld, &err), DB_OK);
+    int64_t want[TL][TE];
+    memset(want, 0, sizeof want);
+    for (int i = 0; i < TN; i++)
+        for (int j = 0; j < TM; j++)
+            for (int q = 0; q < TK; q++)
+                if (tr_ex[i][j][q] >= 0)
+                    want[moe_layers[j]][tr_ex[i][j][q]]++;
+    for (int l = 0; l < TL; l++)
+        for (int e = 0; e < TE; e++)
+            assert_int_equal(ld.count[l * TE + e], want[l][e]);
+    db_load_free(&ld);
+    db_close(db);
+    db_trace_close(tr);
+}
+
+static void test_import_no_weights_flagged_with_uniform_weights(void **state)
+{
+    Tmp *t = *state;
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/nw", t->dir);
+    write_trace(dir, meta_ok, 0);
+    DbErr err = { 0 };
+    DbTrace *tr = db_trace_open(dir, &err);
+    assert_non_null(tr);
+    Db *db = db_open(t->db, DB_OPEN_CREATE, &err);
+    DbImportOpts o = { .tag = "nw" };
+    int64_t first = 0;
+    assert_int_equal(db_import(db, tr, &o, &first, NULL, &err), DB_OK);
+    DbRun r;
+    assert_int_equal(db_run_get(db, first, &r, &err), DB_OK);
+    assert_true(r.flags & DB_RUN_NO_WEIGHTS);
+    db_run_free(&r);
+    Routes g = { 0 };
+    assert_int_equal(db_routes(db, first, 2, 2, 3, grab_route, &g, &err), DB_OK);
+    assert_int_equal(g.n, 1);
+    assert_int_equal(g.k[0], 3);                /* the row with a third expert */
+    for (int i = 0; i < 3; i++)
+        assert_true(g.w[0][i] == 1.0f / 3.0f);
+    db_close(db);
+    db_trace_close(tr);
+}
+
+/* A trace variant: write the good trace, then break one thing. */
+static void expect_trace_error(Tmp *t, const char *name, const char *meta, int breakage,
+                               const char *needle)
+{
+    char dir[128], p[256];
+    snprintf(dir, sizeof dir, "%s/%s", t->dir, name);
+    write_trace(dir, meta, 1);
+    uint64_t se[3] = { TN, TM, TK }, bad3[3] = { TN, TM + 1, TK };
+    switch (breakage) {
+    case 1:                                     /* expert id = num_experts */
+        tr_ex[3][2][1] = TE;
+        snprintf(p, sizeof p, "%s/experts.npy", dir);
+        write_npy(p, "<i2", 3, se, tr_ex, sizeof tr_ex);
+        break;
+    case 2:                                     /* experts as float32 */
+        snprintf(p, sizeof p, "%s/experts.npy", dir);
+        write_npy(p, "<f4", 3, se, tr_w, sizeof tr_w);
+        break;
+    case 3: {                                   /* a shape that disagrees with meta */
+        static int16_t more[TN][TM + 1][TK];
+        snprintf(p, sizeof p, "%s/experts.npy", dir);
+        write_npy(p, "<i2", 3, bad3, more, sizeof more);
+        break;
+    }
+    case 4:                                     /* truncated experts.npy */
+        snprintf(p, sizeof p, "%s/experts.npy", dir);
+        write_npy(p, "<i2", 3, se, tr_ex, sizeof tr_ex - 10);
+        break;
+    case 5:                                     /* a bad npy magic */
+        snprintf(p, sizeof p, "%s/index.npy", dir);
+        write_file(p, "PK\x03\x04 not numpy at all", 22);
+        break;
+    case 6:                                     /* a sequence split in two */
+        tr_idx[6][0] = 7;
+        snprintf(p, sizeof p, "%s/index.npy", dir);
+        write_npy(p, "<i8", 2, (uint64_t[]){ TN, 3 }, tr_idx, sizeof tr_idx);
+        break;
+    case 7:                                     /* a repeated expert */
+        tr_ex[1][0][1] = tr_ex[1][0][0];
+        snprintf(p, sizeof p, "%s/experts.npy", dir);
+        write_npy(p, "<i2", 3, se, tr_ex, sizeof tr_ex);
+        break;
+    default:
+        break;
+    }
+    DbErr err = { 0 };
+    DbTrace *tr = db_trace_open(dir, &err);
+    if (tr || !strstr(err.msg, needle)) {
+        db_trace_close(tr);
+        fail_msg("%s: expected an error containing '%s', got '%s'", name, needle,
+                 tr ? "(accepted)" : err.msg);
+    }
+    printf("%s: %s\n", name, err.msg);
+}
+
+static void test_trace_malformed_refused_with_clear_message(void **state)
+{
+    Tmp *t = *state;
+    expect_trace_error(t, "b1", meta_ok, 1, "expert id 10 out of range");
+    expect_trace_error(t, "b2", meta_ok, 2, "dtype '<f4' not accepted");
+    expect_trace_error(t, "b3", meta_ok, 3, "experts.npy: shape[1] is 4, expected 3");
+    expect_trace_error(t, "b4", meta_ok, 4, "truncated");
+    expect_trace_error(t, "b5", meta_ok, 5, "index.npy: npy magic");
+    expect_trace_error(t, "b6", meta_ok, 6, "seq 7 appears again");
+    expect_trace_error(t, "b7", meta_ok, 7, "repeated within one route");
+    char meta[2048];
+    snprintf(meta, sizeof meta, "%s", meta_ok);
+    char *p = strstr(meta, "\"logical\"");
+    memcpy(p, "\"physic\" ", 9);
+    expect_trace_error(t, "m1", meta, 0, "field 'id_space'");
+    expect_trace_error(t, "m2", "{\"format\": \"moetrace\", \"version\": 1}", 0,
+                       "field 'model': missing");
+    expect_trace_error(t, "m3", "{\"format\": \"moetrace\", \"version\": 2}", 0,
+                       "field 'version': 2 out of range 1..1");
+    expect_trace_error(t, "m4", "{\"format\": \"moetrace\",", 0, "meta.json: line 1");
+    snprintf(meta, sizeof meta, "%s", meta_ok);
+    p = strstr(meta, "[2, 3, 5]");
+    memcpy(p, "[3, 2, 5]", 9);
+    expect_trace_error(t, "m5", meta, 0, "field 'moe_layers'");
+    snprintf(meta, sizeof meta, "%s", meta_ok);
+    p = strstr(meta, "\"top_k\": 2");
+    memcpy(p, "\"top_k\": 0", 10);
+    expect_trace_error(t, "m6", meta, 0, "field 'top_k': 0 out of range");
+    /* nothing of this created the database */
+    struct stat sb;
+    assert_int_not_equal(stat(t->db, &sb), 0);
+}
+
+static int cancel_midway(void *user, int64_t done, int64_t total)
+{
+    (void)user;
+    (void)total;
+    return done >= 4096;
+}
+
+static void test_import_cancelled_leaves_database_unchanged(void **state)
+{
+    Tmp *t = *state;
+    /* a trace of 3 sequences × 5000 tokens, one MoE layer */
+    char dir[128], p[256];
+    snprintf(dir, sizeof dir, "%s/big", t->dir);
+    mkdir(dir, 0777);
+    const char *meta = "{\"format\": \"moetrace\", \"version\": 1, \"model\": \"m\","
+                       " \"source\": \"sglang\", \"num_layers\": 2, \"num_experts\": 4,"
+                       " \"top_k\": 1, \"moe_layers\": [1], \"id_space\": \"logical\","
+                       " \"sequences\": [{\"id\": 0, \"prompt_len\": 10},"
+                       " {\"id\": 1, \"prompt_len\": 10}, {\"id\": 2, \"prompt_len\": 10}]}";
+    snprintf(p, sizeof p, "%s/meta.json", dir);
+    write_file(p, meta, strlen(meta));
+    enum { N = 15000 };
+    int64_t *idx = malloc(N * 3 * sizeof *idx);
+    int16_t *ex = malloc(N * sizeof *ex);
+    assert_non_null(idx);
+    assert_non_null(ex);
+    for (int i = 0; i < N; i++) {
+        idx[3 * i] = i / 5000;
+        idx[3 * i + 1] = i % 5000;
+        idx[3 * i + 2] = i % 77;
+        ex[i] = (int16_t)(i % 4);
+    }
+    snprintf(p, sizeof p, "%s/index.npy", dir);
+    write_npy(p, "<i8", 2, (uint64_t[]){ N, 3 }, idx, N * 3 * sizeof *idx);
+    snprintf(p, sizeof p, "%s/experts.npy", dir);
+    write_npy(p, "<i2", 3, (uint64_t[]){ N, 1, 1 }, ex, N * sizeof *ex);
+    free(idx);
+    free(ex);
+
+    /* a database with one imported run already */
+    DbErr err = { 0 };
+    char small[128];
+    snprintf(small, sizeof small, "%s/s", t->dir);
+    write_trace(small, meta_ok, 1);
+    DbTrace *tr = db_trace_open(small, &err);
+    Db *db = db_open(t->db, DB_OPEN_CREATE, &err);
+    DbImportOpts o = { .tag = "keep" };
+    assert_int_equal(db_import(db, tr, &o, NULL, NULL, &err), DB_OK);
+    db_trace_close(tr);
+    int64_t before[5];
+    const char *tables[5] = { "runs", "tokens", "routes", "load", "models" };
+    for (int i = 0; i < 5; i++)
+        before[i] = count_rows(t->db, tables[i]);
+
+    tr = db_trace_open(dir, &err);
+    if (!tr)
+        fail_msg("%s", err.msg);
+    DbImportOpts o2 = { .tag = "gone", .progress = cancel_midway, .flush_every = 1000 };
+    assert_int_not_equal(db_import(db, tr, &o2, NULL, NULL, &err), DB_OK);
+    assert_non_null(strstr(err.msg, "cancelled"));
+    for (int i = 0; i < 5; i++) {
+        int64_t now = count_rows(t->db, tables[i]);
+        if (now != before[i])
+            fail_msg("table %s: %lld rows before, %lld after a cancelled import", tables[i],
+                     (long long)before[i], (long long)now);
+    }
+    db_trace_close(tr);
+    db_close(db);
+}
+
+static void test_import_jsonl_equals_directory_form(void **state)
+{
+    Tmp *t = *state;
+    char dir[128], jl[128];
+    snprintf(dir, sizeof dir, "%s/d", t->dir);
+    snprintf(jl, sizeof jl, "%s/t.jsonl", t->dir);
+    write_trace(dir, meta_ok, 1);
+    FILE *f = fopen(jl, "w");
+    assert_non_null(f);
+    fprintf(f, "%s\n", meta_ok);
+    for (int i = 0; i < TN; i++) {
+        fprintf(f, "{\"seq\": %lld, \"pos\": %lld, \"token\": %lld, \"experts\": [",
+                (long long)tr_idx[i][0], (long long)tr_idx[i][1], (long long)tr_idx[i][2]);
+        for (int j = 0; j < TM; j++)
+            fprintf(f, "%s[%d, %d, %d]", j ? ", " : "", tr_ex[i][j][0], tr_ex[i][j][1],
+                    tr_ex[i][j][2]);
+        fprintf(f, "], \"weights\": [");
+        for (int j = 0; j < TM; j++)
+            fprintf(f, "%s[%.9g, %.9g, %.9g]", j ? ", " : "", (double)tr_w[i][j][0],
+                    (double)tr_w[i][j][1], (double)tr_w[i][j][2]);
+        fprintf(f, "]}\n");
+    }
+    fclose(f);
+    DbErr err = { 0 };
+    Db *db = db_open(t->db, DB_OPEN_CREATE, &err);
+    const char *src[2] = { dir, jl }, *tags[2] = { "dir", "jsonl" };
+    int64_t first[2];
+    for (int s = 0; s < 2; s++) {
+        DbTrace *tr = db_trace_open(src[s], &err);
+        if (!tr)
+            fail_msg("%s", err.msg);
+        DbImportOpts o = { .tag = tags[s] };
+        assert_int_equal(db_import(db, tr, &o, &first[s], NULL, &err), DB_OK);
+        db_trace_close(tr);
+    }
+    for (int run = 0; run < 2; run++) {
+        Routes a = { 0 }, b = { 0 };
+        assert_int_equal(db_routes(db, first[0] + run, 0, -1, -1, grab_route, &a, &err), DB_OK);
+        assert_int_equal(db_routes(db, first[1] + run, 0, -1, -1, grab_route, &b, &err), DB_OK);
+        assert_int_equal(a.n, b.n);
+        assert_memory_equal(a.ex, b.ex, sizeof a.ex);
+        assert_memory_equal(a.w, b.w, sizeof a.w);
+        assert_memory_equal(a.pos, b.pos, sizeof a.pos);
+    }
+    /* a JSONL line with a bad expert names its line */
+    f = fopen(jl, "a");
+    fprintf(f, "{\"seq\": 9, \"pos\": 9, \"token\": 1, \"experts\": [[1, 2, 3], [1, 2, 3], "
+               "[1, 2, 33]], \"weights\": [[0,0,0],[0,0,0],[0,0,0]]}\n");
+    fclose(f);
+    assert_null(db_trace_open(jl, &err));
+    assert_non_null(strstr(err.msg, "line 9"));
+    assert_non_null(strstr(err.msg, "expert id 33 out of range"));
+    db_close(db);
+}
+
+/* ---- round trip: our runs → moetrace → import ------------------------------ */
+
+typedef struct {
+    int n;
+    int32_t pos[4096], layer[4096], k[4096], ex[4096][4], prompt[4096];
+    float w[4096][4];
+} BigRoutes;
+
+static int grab_big(void *user, int64_t run, const DbRoute *r)
+{
+    BigRoutes *g = user;
+    (void)run;
+    if (g->n >= 4096 || r->k > 4)
+        return 1;
+    int i = g->n++;
+    g->pos[i] = r->pos;
+    g->layer[i] = r->layer;
+    g->k[i] = r->k;
+    g->prompt[i] = r->is_prompt;
+    for (int q = 0; q < r->k; q++) {
+        g->ex[i][q] = r->experts[q];
+        g->w[i][q] = r->weights[q];
+    }
+    return 0;
+}
+
+static void test_roundtrip_runs_export_import_identical(void **state)
+{
+    Tmp *t = *state;
+    DbErr err = { 0 };
+    Db *db = db_open(t->db, DB_OPEN_CREATE, &err);
+    assert_non_null(db);
+    /* a deepseek-like model: 5 layers, the first dense, 12 experts, top-3 */
+    DbModel m = { .path = "/models/x.gguf", .name = "x", .arch = "deepseek2",
+                  .file_size = 123, .hash = 0x1234, .n_layer = 5, .n_expert = 12, .k = 3 };
+    assert_int_equal(db_model_register(db, &m, &err), DB_OK);
+    uint64_t rng = 42;
+    for (int run = 0; run < 3; run++) {
+        DbRunInfo ri = { .model = m.id, .tag = "own", .prompt = "p", .flags = DB_RUN_SCORES };
+        DbLog *lg = db_log_begin(db, &ri, 0, &err);
+        assert_non_null(lg);
+        int n_tok = 20 + 7 * run, n_prompt = 5 + run;
+        for (int pos = 0; pos < n_tok; pos++) {
+            DbToken tk = { .pos = pos, .token = 1000 + pos * 3 + run,
+                           .is_prompt = pos < n_prompt, .logprob = NAN };
+            assert_int_equal(db_log_token(lg, &tk), DB_OK);
+            if (pos == n_tok - 1)
+                continue;               /* the last token is never run */
+            for (int layer = 1; layer < 5; layer++) {
+                int k = run == 2 && pos > 10 ? 4 : 3;       /* a top-k override */
+                int32_t ex[4];
+                float w[4];
+                for (int q = 0; q < k; q++) {
+                    int e;
+                    int dup;
+                    do {
+                        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                        e = (int)((rng >> 33) % 12);
+                        dup = 0;
+                        for (int p = 0; p < q; p++)
+                            dup |= ex[p] == e;
+                    } while (dup);
+                    ex[q] = e;
+                    w[q] = (float)((rng >> 20) & 0xffff) / 65536.0f;
+                }
+                DbRoute r = { .pos = pos, .layer = layer, .is_prompt = pos < n_prompt, .k = k,
+                              .experts = ex, .weights = w, .scores = w,
+                              .shared_gate = NAN };
+                assert_int_equal(db_log_route(lg, &r), DB_OK);
+            }
+        }
+        assert_int_equal(db_log_finish(lg, DB_RUN_COMPLETE, NULL, &err), DB_OK);
+    }
+    char dir[128], db2[128];
+    snprintf(dir, sizeof dir, "%s/exp", t->dir);
+    snprintf(db2, sizeof db2, "%s/b.db", t->dir);
+    DbSel sel = { .tag = "own" };
+    if (db_export_moetrace(db, &sel, dir, &err) != DB_OK)
+        fail_msg("%s", err.msg);
+    /* a second export into the same directory is refused */
+    assert_int_equal(db_export_moetrace(db, &sel, dir, &err), DB_E_ARG);
+
+    DbTrace *tr = db_trace_open(dir, &err);
+    if (!tr)
+        fail_msg("%s", err.msg);
+    const DbTraceInfo *I = db_trace_info(tr);
+    assert_int_equal(I->n_moe, 4);
+    assert_int_equal(I->moe_layers[0], 1);
+    assert_int_equal(I->k_slots, 4);
+    assert_int_equal(I->num_layers, 5);
+    Db *b = db_open(db2, DB_OPEN_CREATE, &err);
+    DbImportOpts o = { .tag = "back" };
+    int64_t first = 0;
+    assert_int_equal(db_import(b, tr, &o, &first, NULL, &err), DB_OK);
+    db_trace_close(tr);
+
+    static BigRoutes ra, rb;
+    double maxd = 0;
+    for (int run = 0; run < 3; run++) {
+        memset(&ra, 0, sizeof ra);
+        memset(&rb, 0, sizeof rb);
+        assert_int_equal(db_routes(db, 1 + run, 0, -1, -1, grab_big, &ra, &err), DB_OK);
+        assert_int_equal(db_routes(b, first + run, 0, -1, -1, grab_big, &rb, &err), DB_OK);
+        assert_int_equal(ra.n, rb.n);
+        assert_memory_equal(ra.pos, rb.pos, sizeof ra.pos);
+        assert_memory_equal(ra.layer, rb.layer, sizeof ra.layer);
+        assert_memory_equal(ra.k, rb.k, sizeof ra.k);
+        assert_memory_equal(ra.prompt, rb.prompt, sizeof ra.prompt);
+        assert_memory_equal(ra.ex, rb.ex, sizeof ra.ex);
+        for (int i = 0; i < ra.n; i++)
+            for (int q = 0; q < ra.k[i]; q++) {
+                double d = fabs((double)ra.w[i][q] - (double)rb.w[i][q]);
+                maxd = d > maxd ? d : maxd;
+            }
+        DbRun x, y;
+        assert_int_equal(db_run_get(db, 1 + run, &x, &err), DB_OK);
+        assert_int_equal(db_run_get(b, first + run, &y, &err), DB_OK);
+        assert_int_equal(x.n_prompt, y.n_prompt);
+        assert_int_equal(x.n_gen, y.n_gen);
+        db_run_free(&x);
+        db_run_free(&y);
+    }
+    printf("round trip route weights: largest difference %g\n", maxd);
+    assert_true(maxd == 0);
+
+    DbLoad la, lb;
+    DbSel sb = { .tag = "back" };
+    assert_int_equal(db_load(db, &sel, &la, &err), DB_OK);
+    assert_int_equal(db_load(b, &sb, &lb, &err), DB_OK);
+    assert_int_equal(la.n_layer, lb.n_layer);
+    assert_int_equal(la.n_expert, lb.n_expert);
+    assert_int_equal(la.n_prompt, lb.n_prompt);
+    assert_int_equal(la.n_gen, lb.n_gen);
+    double maxw = 0;
+    for (int i = 0; i < la.n_layer * la.n_expert; i++) {
+        assert_int_equal(la.count[i], lb.count[i]);
+        assert_int_equal(la.count_prompt[i], lb.count_prompt[i]);
+        double d = fabs(la.weight[i] - lb.weight[i]);
+        maxw = d > maxw ? d : maxw;
+    }
+    printf("round trip aggregate weights: largest difference %g\n", maxw);
+    assert_true(maxw == 0);
+    db_load_free(&la);
+    db_load_free(&lb);
+    db_close(b);
+    db_close(db);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_npy_valid_headers_parse),
+        cmocka_unit_test(test_npy_malformed_headers_refused),
+        cmocka_unit_test_setup_teardown(test_import_trace_dense_layers_and_missing_slots_kept,
+                                        tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_import_no_weights_flagged_with_uniform_weights,
+                                        tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_trace_malformed_refused_with_clear_message,
+                                        tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_import_cancelled_leaves_database_unchanged,
+                                        tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_import_jsonl_equals_directory_form, tmp_setup,
+                                        tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_roundtrip_runs_export_import_identical, tmp_setup,
+                                        tmp_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
