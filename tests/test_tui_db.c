@@ -215,6 +215,42 @@ static void test_source_tokens_and_routes(void **st)
     src.close(src.self);
 }
 
+static void test_source_contrast_matches_plain_delta(void **st)
+{
+    (void)st;
+    TuiSource src;
+    char err[512];
+    assert_int_equal(tui_db_source_open(&src, DB_FILE, 0, err, sizeof err), 0);
+    assert_non_null(src.contrast);
+    TuiCi ci;
+    assert_int_equal(src.contrast(src.self, "math", "english", &ci, err, sizeof err), 0);
+    assert_int_equal(ci.n_layer, NL);
+    assert_int_equal(ci.n_expert, NE);
+    TuiAgg a, b;
+    assert_int_equal(src.load_tag_agg(src.self, "math", 0, &a, err, sizeof err), 0);
+    assert_int_equal(src.load_tag_agg(src.self, "english", 0, &b, err, sizeof err), 0);
+    int tested = 0;
+    float worst = 0.0f;
+    for (int i = 0; i < NL * NE; i++) {
+        if (!ci.has[i])
+            continue;
+        tested++;
+        float plain = a.cnt[i] / (float)a.n_tok - b.cnt[i] / (float)b.n_tok;
+        worst = fmaxf(worst, fabsf(plain - ci.delta[i]));
+        assert_true(ci.lo[i] <= ci.delta[i] + 1e-6f && ci.delta[i] <= ci.hi[i] + 1e-6f);
+        assert_true(ci.q[i] >= 0.0f && ci.q[i] <= 1.0f);
+    }
+    printf("contrast: %d cells tested, delta vs plain share difference max diff %g\n", tested, (double)worst);
+    assert_true(tested > 0);
+    assert_true(worst < 1e-4f);
+    tui_ci_done(&ci);
+    assert_int_equal(src.contrast(src.self, "math", "nosuchtag", &ci, err, sizeof err), -1);
+    assert_non_null(strstr(err, "nosuchtag"));
+    tui_agg_done(&a);
+    tui_agg_done(&b);
+    src.close(src.self);
+}
+
 static void test_source_open_not_a_db_names_file(void **st)
 {
     (void)st;
@@ -235,6 +271,7 @@ int main(void)
         cmocka_unit_test(test_source_list_runs_escapes_nothing_keeps_raw),
         cmocka_unit_test(test_source_agg_matches_logged_routes),
         cmocka_unit_test(test_source_tokens_and_routes),
+        cmocka_unit_test(test_source_contrast_matches_plain_delta),
         cmocka_unit_test(test_source_open_not_a_db_names_file),
     };
     return cmocka_run_group_tests(tests, write_db, remove_db);

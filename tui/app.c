@@ -99,6 +99,7 @@ void tui_app_done(TuiApp *a)
     tui_tokens_done(&a->toks);
     tui_tokens_done(&a->base_toks);
     tui_grid_done(&a->grid);
+    tui_ci_done(&a->ci);
     tui_queue_done(&a->q);
 }
 
@@ -195,6 +196,7 @@ int tui_app_open_run(TuiApp *a, int idx)
         }
     a->hm_delta = 0;
     a->have_other = 0;
+    tui_ci_done(&a->ci);
     memset(&a->geom, 0, sizeof a->geom);
     tui_layout_compute(a->w, a->h, agg.n_layer, &a->lay);
     tui_app_regrid(a);

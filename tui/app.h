@@ -294,6 +294,18 @@ extern const TuiViewClass tui_view_runs_class, tui_view_heat_class,
     tui_view_tokens_class, tui_view_expert_class, tui_view_steer_class,
     tui_view_prompt_class, tui_view_help_class;
 
+/* Contrast statistics of the heatmap's Δ: per layer×expert (absolute
+** layers) the 95 % interval of the difference in share and the
+** Benjamini–Hochberg q-value; has = 0 for cells not tested. */
+typedef struct {
+    int n_layer, n_expert;
+    float *delta, *lo, *hi, *q;
+    uint8_t *has;
+    int n_perm;
+} TuiCi;
+
+void tui_ci_done(TuiCi *c);     /* accepts NULL */
+
 /* ---- data source ----------------------------------------------------- */
 
 /* Where recorded data comes from.  Each function fills the model and
@@ -308,6 +320,9 @@ typedef struct TuiSource {
     /* pieces are the database's raw vocabulary strings */
     int (*load_tokens)(void *self, int64_t run, TuiTokens *out, char *err, size_t cap);
     void (*close)(void *self);
+    /* contrast of the runs tagged a against those tagged b (may be NULL) */
+    int (*contrast)(void *self, const char *tag_a, const char *tag_b, TuiCi *out,
+                    char *err, size_t cap);
 } TuiSource;
 
 /* app_db.c: open path (create=1: create if missing) and fill src with the
@@ -412,6 +427,7 @@ struct TuiApp {
     TuiAgg agg, other;          /* current run/set; Δ reference */
     int have_other;
     char other_label[64];
+    TuiCi ci;                   /* statistics of the Δ when vs a tag */
     TuiTokens toks;
     TuiGrid grid;
     TuiHmValue hm_value;

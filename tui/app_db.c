@@ -8,6 +8,7 @@
 ** keeps the two from blocking each other.
 */
 #include "tui/app.h"
+#include "analysis/an.h"
 #include "db/db.h"
 
 #include <math.h>
@@ -17,6 +18,7 @@
 
 typedef struct {
     Db *db;
+    char path[1024];
 } DbSrc;
 
 static void put_err(char *err, size_t cap, const char *what, const DbErr *e)
@@ -252,6 +254,62 @@ static int src_load_tokens(void *self, int64_t run, TuiTokens *out, char *err, s
     return 0;
 }
 
+/* Contrast from the analysis module: one load per run, a permutation test
+** over runs, BH q-values; rows are mapped back to absolute layers. */
+static int src_contrast(void *self, const char *tag_a, const char *tag_b, TuiCi *out,
+                        char *err, size_t cap)
+{
+    DbSrc *s = self;
+    AnErr ae = { 0 };
+    AnDbInfo info;
+    memset(&info, 0, sizeof info);
+    memset(out, 0, sizeof *out);
+    AnContrastParams p = { .split = AN_SPLIT_ALL, .min_count = 1, .n_perm = 1000, .seed = 1 };
+    AnContrast *c = NULL;
+    if (an_db_contrast(s->db, s->path, tag_a, tag_b, &p, &c, &info, &ae) != AN_OK) {
+        snprintf(err, cap, "contrast: %s", ae.msg);
+        an_db_info_done(&info);
+        return -1;
+    }
+    int nl = 0;
+    for (int i = 0; i < info.n_layer; i++)
+        if (info.layer_of && info.layer_of[i] + 1 > nl)
+            nl = info.layer_of[i] + 1;
+    if (!info.layer_of)
+        nl = c->n_layer;
+    size_t n = (size_t)nl * (size_t)c->n_expert;
+    out->n_layer = nl;
+    out->n_expert = c->n_expert;
+    out->n_perm = c->n_perm;
+    out->delta = calloc(n ? n : 1, sizeof(float));
+    out->lo = calloc(n ? n : 1, sizeof(float));
+    out->hi = calloc(n ? n : 1, sizeof(float));
+    out->q = calloc(n ? n : 1, sizeof(float));
+    out->has = calloc(n ? n : 1, 1);
+    int rc = 0;
+    if (!out->delta || !out->lo || !out->hi || !out->q || !out->has) {
+        snprintf(err, cap, "contrast: out of memory");
+        tui_ci_done(out);
+        rc = -1;
+    } else {
+        for (int r = 0; r < c->n_row; r++) {
+            const AnContrastRow *row = &c->row[r];
+            int l = info.layer_of ? info.layer_of[row->layer] : row->layer;
+            if (l < 0 || l >= nl || row->expert < 0 || row->expert >= c->n_expert)
+                continue;
+            size_t i = (size_t)l * (size_t)c->n_expert + (size_t)row->expert;
+            out->delta[i] = (float)row->delta;
+            out->lo[i] = (float)row->delta_lo;
+            out->hi[i] = (float)row->delta_hi;
+            out->q[i] = (float)row->q_value;
+            out->has[i] = 1;
+        }
+    }
+    an_contrast_free(c);
+    an_db_info_done(&info);
+    return rc;
+}
+
 static void src_close(void *self)
 {
     DbSrc *s = self;
@@ -282,5 +340,7 @@ int tui_db_source_open(TuiSource *src, const char *path, int create, char *err, 
     src->load_tag_agg = src_load_tag_agg;
     src->load_tokens = src_load_tokens;
     src->close = src_close;
+    src->contrast = src_contrast;
+    snprintf(s->path, sizeof s->path, "%s", path);
     return 0;
 }

@@ -322,8 +322,17 @@ void tui_status_cell(TuiApp *a, char *buf, size_t cap)
                      a->sel_layer, a->sel_expert, (double)g->cnt[i], g->n_tok,
                      g->n_tok ? 100.0 * (double)g->cnt[i] / g->n_tok : 0.0, dot,
                      (double)g->wt[i], dot, (double)g->cnt_p[i], g->n_prompt, dot, (double)cg, n_gen);
-    if (a->hm_delta && a->grid.v && o > 0 && (size_t)o < cap)
-        snprintf(buf + o, cap - (size_t)o, "%sdelta vs %s %+.3f", dot, a->other_label, (double)a->grid.v[i]);
+    if (a->hm_delta && a->grid.v && o > 0 && (size_t)o < cap) {
+        const TuiCi *c = &a->ci;
+        size_t ci = (size_t)a->sel_layer * (size_t)c->n_expert + (size_t)a->sel_expert;
+        if (c->has && a->sel_layer < c->n_layer && a->sel_expert < c->n_expert && c->has[ci])
+            snprintf(buf + o, cap - (size_t)o, "%sdelta vs %s %+.3f [%+.3f, %+.3f] q=%.2g", dot,
+                     a->other_label, (double)c->delta[ci], (double)c->lo[ci], (double)c->hi[ci],
+                     (double)c->q[ci]);
+        else
+            snprintf(buf + o, cap - (size_t)o, "%sdelta vs %s %+.3f", dot, a->other_label,
+                     (double)a->grid.v[i]);
+    }
 }
 
 /* ---- tokens ---------------------------------------------------------- */

@@ -405,3 +405,15 @@ int tui_runs_push(TuiRunList *r, const TuiRun *run)
     r->n++;
     return 0;
 }
+
+void tui_ci_done(TuiCi *c)
+{
+    if (!c)
+        return;
+    free(c->delta);
+    free(c->lo);
+    free(c->hi);
+    free(c->q);
+    free(c->has);
+    memset(c, 0, sizeof *c);
+}

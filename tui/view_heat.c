@@ -93,6 +93,7 @@ static void cycle_delta(TuiApp *a, HeatPriv *p)
         if (p->delta_ref > nt) {
             p->delta_ref = -1;
             a->hm_delta = 0;
+            tui_ci_done(&a->ci);
             tui_app_regrid(a);
             return;
         }
@@ -103,6 +104,7 @@ static void cycle_delta(TuiApp *a, HeatPriv *p)
     TuiAgg o;
     memset(&o, 0, sizeof o);
     int rc;
+    tui_ci_done(&a->ci);
     if (p->delta_ref == 0) {
         rc = a->src->load_tag_agg(a->src->self, mine, 1, &o, err, sizeof err);
         if (mine[0])
@@ -127,6 +129,11 @@ static void cycle_delta(TuiApp *a, HeatPriv *p)
     a->other = o;
     a->have_other = 1;
     a->hm_delta = 1;
+    /* against another tag: intervals and q-values from the contrast */
+    tui_ci_done(&a->ci);
+    if (p->delta_ref > 0 && mine[0] && a->src->contrast &&
+        a->src->contrast(a->src->self, mine, tags[p->delta_ref - 1], &a->ci, err, sizeof err))
+        tui_app_msg(a, "%s", err);
     tui_app_regrid(a);
 }
 
