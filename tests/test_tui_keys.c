@@ -128,7 +128,8 @@ static int f_tokens(void *self, int64_t run, TuiTokens *out, char *err, size_t c
 
 static void f_close(void *self) { (void)self; }
 
-static TuiSource fake_src = { NULL, f_list, f_agg, f_tag_agg, f_tokens, f_close };
+static TuiSource fake_src = { .list_runs = f_list, .load_agg = f_agg, .load_tag_agg = f_tag_agg,
+                              .load_tokens = f_tokens, .close = f_close, .contrast = NULL };
 
 /* ---- a scripted runner: a thread that replays run 1 with token 3 changed */
 
