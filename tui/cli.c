@@ -25,6 +25,7 @@ static const Cmd cmds[] = {
     { "contrast", tui_cmd_contrast, "experts that separate two tagged run sets" },
     { "diff", tui_cmd_diff, "compare two runs: divergence, expert sets, load, logprobs" },
     { "import", tui_cmd_import, "import a moetrace routing trace (vLLM, SGLang, HF) as runs" },
+    { "tui", tui_cmd_tui, "the full-screen app: browse routing, steer experts, compare runs" },
     { NULL, NULL, NULL },
 };
 
