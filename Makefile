@@ -76,7 +76,7 @@ test: $(TEST_BIN) $(BIN)
 	  echo "== $$s"; \
 	  if MOESCOPE=$(CURDIR)/$(BIN) bash $$s; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$s"; fi; \
 	done; \
-	echo "test suites: $$pass passed, $$fail failed"; \
+	echo "suites: $$pass passed, $$fail failed"; \
 	test $$fail -eq 0
 
 # AddressSanitizer + UBSan build of everything, then the same tests.
