@@ -400,6 +400,9 @@ typedef struct TuiRunner {
 int tui_engine_runner_open(TuiRunner *out, const char *model_path, const char *db_path,
                            int n_predict, int n_threads, char *title, size_t tcap,
                            char *err, size_t cap);
+/* Prompts typed in the app are wrapped in the model's chat format (--chat),
+** with an optional system message. */
+void tui_engine_runner_set_chat(TuiRunner *r, int chat, const char *system);
 
 /* ---- the app --------------------------------------------------------- */
 

@@ -17,6 +17,8 @@
 #include "tui/record.h"
 #include "db/db.h"
 
+#include "tui/chat.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,9 @@ typedef struct {
     int64_t parent;
     char tag[64];
     int has_tag;
+    int chat;                   /* wrap typed prompts in the chat format */
+    char system[1024];
+    int has_system;
     TuiQueue *q;
     /* thread state */
     DbLog *log;
@@ -175,7 +180,27 @@ static void *run_thread(void *p)
     for (int i = 0; i < r->n_iv && i < GEN_MAX_IVS; i++)
         gs->ivs[i] = r->ivs[i];
     gs->n_ivs = r->n_iv;
-    fed = strdup(prompt_fmt);
+    if (have_parent && parent.prompt && parent.prompt_fmt && strcmp(parent.prompt, parent.prompt_fmt)) {
+        /* the baseline was a chat prompt: its formatted text holds special
+        ** tokens, and the BOS too when the format writes it */
+        gs->parse_special = 1;
+        size_t bl = 0;
+        const char *bos = info->bos_id >= 0 ? eng_token_str(r->m, info->bos_id, &bl) : NULL;
+        gs->skip_bos = bos && bl > 0 && strncmp(prompt_fmt, bos, bl) == 0;
+    }
+    if (!have_parent && r->chat) {
+        char cerr[512];
+        int skip = 0;
+        fed = chat_apply(r->m, r->has_system ? r->system : NULL, r->prompt, &skip, cerr, sizeof cerr);
+        if (!fed) {
+            push_err(r->q, "chat", cerr);
+            goto done;
+        }
+        gs->skip_bos = skip;
+        gs->parse_special = 1;
+    } else {
+        fed = strdup(prompt_fmt);
+    }
     EngCtxParams cp = { .n_ctx = gs->n_ctx, .n_threads = gs->n_threads };
     ctx = fed ? eng_ctx_new(r->m, &cp, &ee) : NULL;
     if (!ctx) {
@@ -332,4 +357,12 @@ int tui_engine_runner_open(TuiRunner *out, const char *model_path, const char *d
     snprintf(title, tcap, "%s  %s, %d layers, %d experts, top-%d", base ? base + 1 : model_path,
              info->arch_name, info->n_layer, info->n_expert, info->n_expert_used);
     return 0;
+}
+
+void tui_engine_runner_set_chat(TuiRunner *rn, int chat, const char *system)
+{
+    EngRunner *r = rn->self;
+    r->chat = chat;
+    r->has_system = system != NULL;
+    snprintf(r->system, sizeof r->system, "%s", system ? system : "");
 }

@@ -16,7 +16,8 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: moescope tui [--db FILE] [-m MODEL] [-n N] [-t THREADS]\n"
+    fprintf(f, "usage: moescope tui [--db FILE] [-m MODEL] [-n N] [-t THREADS] [--chat [--system TEXT]]\n"
+               "  --chat       prompts typed in the app are wrapped in the model's chat format\n"
                "  --db FILE    routing database (default moescope.db; created if missing)\n"
                "  -m MODEL     GGUF model for live runs and re-runs with interventions\n"
                "               (default samples/sample-q8_0.gguf when it exists)\n"
@@ -29,7 +30,8 @@ int tui_cmd_tui(int argc, char **argv)
 {
     const char *db_path = "moescope.db";
     const char *model = NULL;
-    int n_predict = 48, n_threads = 2;
+    int n_predict = 48, n_threads = 2, chat = 0;
+    const char *system = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -41,6 +43,11 @@ int tui_cmd_tui(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "-m") && v) {
             model = v;
+            i++;
+        } else if (!strcmp(a, "--chat")) {
+            chat = 1;
+        } else if (!strcmp(a, "--system") && v) {
+            system = v;
             i++;
         } else if ((!strcmp(a, "-n") || !strcmp(a, "-t")) && v) {
             char *end;
@@ -87,6 +94,7 @@ int tui_cmd_tui(int argc, char **argv)
             return 1;
         }
         rp = &runner;
+        tui_engine_runner_set_chat(&runner, chat, system);
         size_t o = strlen(title);
         snprintf(title + o, sizeof title - o, "  db %s", db_path);
     }
