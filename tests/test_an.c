@@ -400,6 +400,67 @@ static void test_routes_wider_route_widens_table_and_keeps_rows(void **st)
     an_routes_free(r);
 }
 
+static void test_stats_large_table_specialization_matches_brute_force(void **st)
+{
+    (void)st;
+    /* 70000 positions (the size where the pass is split over two threads),
+    ** 4 layers × 6 experts, top-2, 50 token ids: compare with a direct
+    ** count N[x][l][e] in the test */
+    enum { NP = 70000, NL = 4, NE = 6, NV = 50 };
+    static int32_t N[NV][NL][NE], occ[NV];
+    memset(N, 0, sizeof N);
+    memset(occ, 0, sizeof occ);
+    AnErr err;
+    AnRoutes *r = an_routes_new(NL, NE, 2, 0, AN_GATE_SOFTMAX, NP, &err);
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < NP; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int32_t tok = (int32_t)(x % NV);
+        an_routes_add_pos(r, 0, i, tok, 0, NAN, &err);
+        occ[tok]++;
+        for (int l = 0; l < NL; l++) {
+            int32_t ex[2] = { (int32_t)((tok + l + (x >> 20) % 2) % NE), 0 };
+            ex[1] = (ex[0] + 1 + (int32_t)((x >> 30) % (NE - 1))) % NE;
+            assert_int_equal(an_routes_set(r, i, l, 2, ex, NULL, NULL, &err), AN_OK);
+            N[tok][l][ex[0]]++;
+            N[tok][l][ex[1]]++;
+        }
+    }
+    AnStatsParams p = { .want_routes = 1, .n_top_tok = 1 };
+    AnStats *s = an_stats_compute(r, &p, &err);
+    assert_non_null(s);
+    double got[NL], want[NL];
+    for (int l = 0; l < NL; l++) {
+        double sum = 0;
+        for (int v = 0; v < NV; v++) {
+            int mx = 0;
+            for (int e = 0; e < NE; e++)
+                mx = N[v][l][e] > mx ? N[v][l][e] : mx;
+            sum += (double)mx / occ[v];
+        }
+        want[l] = sum / NV;
+        got[l] = s->layer[l].vocab_spec;
+        assert_int_equal(s->layer[l].n_vocab_ids, NV);
+    }
+    near_arr(got, want, NL, 1e-12, "specialization vs brute force");
+    /* top token of layer 3, expert 0: the id with the largest N/occ */
+    int best = -1;
+    double bs = -1;
+    for (int v = 0; v < NV; v++) {
+        double sh = (double)N[v][3][0] / occ[v];
+        if (sh > bs + 1e-12) {
+            bs = sh;
+            best = v;
+        }
+    }
+    const AnTopTok *t = s->top + (size_t)(3 * NE + 0);
+    assert_int_equal(t->token, best);
+    an_stats_free(s);
+    an_routes_free(r);
+}
+
 /* ---- contrast --------------------------------------------------------- */
 
 /* One layer, two experts, top-1, 10 positions per run:
@@ -648,6 +709,7 @@ int main(void)
         cmocka_unit_test(test_stats_router_entropy_softmax_and_sigmoid_match_hand),
         cmocka_unit_test(test_stats_k_equals_n_expert_is_even_and_fully_coactive),
         cmocka_unit_test(test_stats_one_expert_layer_is_defined),
+        cmocka_unit_test(test_stats_large_table_specialization_matches_brute_force),
         cmocka_unit_test(test_stats_empty_table_is_defined_and_prints_no_nan),
         cmocka_unit_test(test_routes_bad_expert_is_rejected_with_message),
         cmocka_unit_test(test_routes_wider_route_widens_table_and_keeps_rows),
