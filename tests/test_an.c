@@ -526,6 +526,35 @@ static void test_contrast_two_sets_match_hand_values(void **st)
     }
 }
 
+static void test_contrast_unequal_set_sizes_permute_both_ways(void **st)
+{
+    (void)st;
+    AnErr err;
+    /* A: three runs with e0 5 of 10; B: one run with e0 9 of 10.
+    **   Δ = 15/30 − 9/10 = −.4.  A permutation picks which run is "B":
+    **   the 9-run (1 in 4) gives Δ* = −.4, a 5-run gives 19/30 − 5/10 = .1333
+    **   → p → 1/4.  Swapping the sets flips Δ and keeps p (the smaller side
+    **   is summed on the other branch). */
+    AnLoad *a[3] = { run_load(5, 5, 10), run_load(5, 5, 10), run_load(5, 5, 10) };
+    AnLoad *b[1] = { run_load(9, 1, 10) };
+    AnContrastParams p = { .n_perm = 20000, .seed = 9 };
+    AnContrast *c = an_contrast((const AnLoad *const *)a, 3, (const AnLoad *const *)b, 1, &p, &err);
+    AnContrast *d = an_contrast((const AnLoad *const *)b, 1, (const AnLoad *const *)a, 3, &p, &err);
+    assert_non_null(c);
+    assert_non_null(d);
+    const AnContrastRow *wc = c->row[0].expert == 0 ? &c->row[0] : &c->row[1];
+    const AnContrastRow *wd = d->row[0].expert == 0 ? &d->row[0] : &d->row[1];
+    near(wc->delta, -0.4, 1e-12, "delta A(3) vs B(1)");
+    near(wd->delta, 0.4, 1e-12, "delta A(1) vs B(3)");
+    near(wc->p_value, 0.25, 0.015, "p A(3) vs B(1)");
+    near(wd->p_value, 0.25, 0.01, "p A(1) vs B(3)");
+    an_contrast_free(c);
+    an_contrast_free(d);
+    for (int i = 0; i < 3; i++)
+        an_load_free(a[i]);
+    an_load_free(b[0]);
+}
+
 static void test_contrast_identical_sets_give_zero_delta_and_p_one(void **st)
 {
     (void)st;
@@ -714,6 +743,7 @@ int main(void)
         cmocka_unit_test(test_routes_bad_expert_is_rejected_with_message),
         cmocka_unit_test(test_routes_wider_route_widens_table_and_keeps_rows),
         cmocka_unit_test(test_contrast_two_sets_match_hand_values),
+        cmocka_unit_test(test_contrast_unequal_set_sizes_permute_both_ways),
         cmocka_unit_test(test_contrast_identical_sets_give_zero_delta_and_p_one),
         cmocka_unit_test(test_contrast_zero_counts_and_min_count_threshold),
         cmocka_unit_test(test_bh_known_pvalues_match_hand),
