@@ -265,17 +265,18 @@ static const char schema_v2[] =
     "  DELETE FROM routes WHERE run = old.id;"
     "  DELETE FROM tokens WHERE run = old.id;"
     " END;"
+    /* one row per chosen expert; the k slots come from json_each over a
+    ** k-element array built per row, so the view costs O(k) per route */
     "CREATE VIEW route_experts AS"
-    " WITH RECURSIVE slot(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM slot"
-    "   WHERE i < 1023)"
     " SELECT r.run AS run, r.pos AS pos, r.layer AS layer,"
-    "  r.is_prompt AS is_prompt, slot.i AS rank,"
+    "  r.is_prompt AS is_prompt, s.key AS rank,"
     "  CASE length(r.experts) / r.k"
-    "   WHEN 1 THEN " BYTE_AT("r.experts", "slot.i + 1")
-    "   ELSE " BYTE_AT("r.experts", "2 * slot.i + 1")
-    "    + 256 * " BYTE_AT("r.experts", "2 * slot.i + 2")
+    "   WHEN 1 THEN " BYTE_AT("r.experts", "s.key + 1")
+    "   ELSE " BYTE_AT("r.experts", "2 * s.key + 1")
+    "    + 256 * " BYTE_AT("r.experts", "2 * s.key + 2")
     "  END AS expert"
-    " FROM routes r JOIN slot ON slot.i < r.k;"
+    " FROM routes r, json_each('[' || substr(replace(hex(zeroblob(r.k)), '00', '0,'),"
+    "  1, 2 * r.k - 1) || ']') s;"
     "CREATE VIEW run_load AS"
     " SELECT r.tag AS tag, l.run AS run, l.layer AS layer, l.expert AS expert,"
     "  l.n AS n, l.w AS w, l.n_prompt AS n_prompt, l.w_prompt AS w_prompt"
@@ -516,42 +517,55 @@ int db_writer_alive(const char *id)
     return 1;
 }
 
-/* Mark the runs of dead writers as interrupted, in one transaction. */
+/* Mark the runs of dead writers as interrupted.  The check reads first and
+** takes the write lock only when there is something to mark, so opening a
+** database while a writer is busy never waits for it. */
 static DbStatus recover_runs(Db *db, DbErr *err)
 {
     sqlite3 *h = db->h;
-    sqlite3_stmt *sel = NULL, *upd = NULL;
-    int rc = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
-        return db_err_sqlite(err, h, rc, "recovering interrupted runs");
-    rc = sqlite3_prepare_v2(h, "SELECT id, writer FROM runs WHERE status = 'running'",
-                            -1, &sel, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(h, "UPDATE runs SET status = 'interrupted', "
-                                "finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
-                                "WHERE id = ?", -1, &upd, NULL);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
-        const char *w = (const char *)sqlite3_column_text(sel, 1);
+    sqlite3_stmt *st = NULL;
+    int64_t dead[64];
+    int n_dead = 0, more = 0;
+    int rc = sqlite3_prepare_v2(h, "SELECT id, writer FROM runs WHERE status = 'running'",
+                                -1, &st, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         rc = SQLITE_OK;
-        if (db_writer_alive(w))
+        if (db_writer_alive((const char *)sqlite3_column_text(st, 1)))
             continue;
-        sqlite3_bind_int64(upd, 1, sqlite3_column_int64(sel, 0));
-        rc = sqlite3_step(upd);
-        sqlite3_reset(upd);
-        if (rc == SQLITE_DONE)
-            rc = SQLITE_OK;
+        if (n_dead == (int)(sizeof dead / sizeof dead[0])) {
+            more = 1;           /* the rest on the next open */
+            break;
+        }
+        dead[n_dead++] = sqlite3_column_int64(st, 0);
     }
     if (rc == SQLITE_DONE)
         rc = SQLITE_OK;
-    sqlite3_finalize(sel);
-    sqlite3_finalize(upd);
-    if (rc == SQLITE_OK)
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == SQLITE_OK && n_dead > 0)
+        rc = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK && n_dead > 0)
+        rc = sqlite3_prepare_v2(h, "UPDATE runs SET status = 'interrupted', "
+                                "finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
+                                "WHERE id = ? AND status = 'running'", -1, &st, NULL);
+    for (int i = 0; rc == SQLITE_OK && i < n_dead; i++) {
+        sqlite3_bind_int64(st, 1, dead[i]);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK && n_dead > 0)
         rc = sqlite3_exec(h, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         DbStatus s = db_err_sqlite(err, h, rc, "recovering interrupted runs");
-        sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+        if (!sqlite3_get_autocommit(h))
+            sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
         return s;
     }
+    if (more)
+        return recover_runs(db, err);
     return DB_OK;
 }
 

@@ -178,12 +178,13 @@ const char *db_run_status_str(DbRunStatus s);   /* "complete", ... */
 typedef struct DbLog DbLog;
 
 /* Start logging a run: inserts it with status 'running' (committed at once,
-** so the run id is visible) and starts the flusher.  The DbLog has its own
-** connection to db's file; db stays usable for reading meanwhile, from the
-** calling thread.  The model's n_layer and n_expert give the shape that
+** so the run id is visible) and starts the flusher.  The DbLog opens its own
+** connection to db's file and uses nothing of db but its path and flags: a
+** background thread may log while another thread reads through db.  The model's n_layer and n_expert give the shape that
 ** routes are checked against and that sizes the aggregates.  flush_every =
-** records (tokens + routes) per batch, 0 = 4096.  Returns NULL with err
-** filled on failure. */
+** records (tokens + routes) per batch, 0 = 16384 (~1.3 MB).  Returns NULL with err
+** filled on failure.  A batch is also written once it is 0.25 s old if
+** the flusher is idle, so readers follow a slow run's progress. */
 DbLog *db_log_begin(Db *db, const DbRunInfo *ri, int flush_every, DbErr *err);
 int64_t db_log_run_id(const DbLog *lg);
 
@@ -192,7 +193,8 @@ int64_t db_log_run_id(const DbLog *lg);
 ** flusher (this blocks only if the previous batch is still being written).
 ** Returns DB_E_ARG for a record outside the run's shape, or the sticky error
 ** of a failed flush (then the run can only be finished as failed).  Pointers
-** in the record are not kept. */
+** in the record are not kept.  (pos) per token and (pos, layer) per route
+** must be unique within a run: a duplicate makes its batch fail. */
 DbStatus db_log_token(DbLog *lg, const DbToken *t);
 DbStatus db_log_route(DbLog *lg, const DbRoute *r);
 

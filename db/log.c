@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct {
     int32_t pos, token, is_prompt, piece_len, n_top;
@@ -77,7 +78,19 @@ struct DbLog {
     /* prepared statements on h */
     sqlite3_stmt *ins_tok, *ins_route, *ins_load, *upd_progress;
     int stored_prompt, stored_gen;  /* tokens committed (flusher/finish) */
+    double last_hand_off;           /* monotonic seconds */
 };
+
+/* Seconds after which a partly filled batch is written if the flusher is
+** idle. */
+#define DB_LOG_MAX_AGE 0.25
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 /* ---- arena ------------------------------------------------------------- */
 
@@ -402,7 +415,7 @@ DbLog *db_log_begin(Db *db, const DbRunInfo *ri, int flush_every, DbErr *err)
         return NULL;
     }
     lg->flags = ri->flags;
-    lg->flush_every = flush_every > 0 ? flush_every : 4096;
+    lg->flush_every = flush_every > 0 ? flush_every : 16384;
     lg->pending = -1;
     int version = 0;
     lg->h = db_connect(db->path, db->flags & ~DB_OPEN_CREATE, &version, err);
@@ -516,6 +529,7 @@ DbLog *db_log_begin(Db *db, const DbRunInfo *ri, int flush_every, DbErr *err)
             batch_reset(&lg->b[i]);
     }
     lg->th_started = 1;
+    lg->last_hand_off = mono_s();
     return lg;
 fail:
     if (lg->run > 0)
@@ -532,12 +546,34 @@ int64_t db_log_run_id(const DbLog *lg)
 
 /* ---- appending --------------------------------------------------------- */
 
+/* A full batch is handed off (waiting if need be).  A batch older than
+** DB_LOG_MAX_AGE is handed off only if the flusher is idle: readers then
+** see a slow run's progress without the caller ever waiting for it. */
 static DbStatus maybe_hand_off(DbLog *lg)
 {
     Batch *b = &lg->b[lg->cur];
-    if (b->n_tok + b->n_route < lg->flush_every)
+    int n = b->n_tok + b->n_route;
+    if (n >= lg->flush_every) {
+        lg->last_hand_off = mono_s();
+        return hand_off(lg);
+    }
+    if ((n & 255) != 0)
         return DB_OK;
-    return hand_off(lg);
+    double now = mono_s();
+    if (now - lg->last_hand_off < DB_LOG_MAX_AGE)
+        return DB_OK;
+    DbStatus s = DB_OK;
+    pthread_mutex_lock(&lg->mu);
+    if (atomic_load(&lg->failed)) {
+        s = lg->ferr.status;
+    } else if (lg->pending < 0) {
+        lg->pending = lg->cur;
+        lg->cur ^= 1;
+        lg->last_hand_off = now;
+        pthread_cond_broadcast(&lg->cv);
+    }
+    pthread_mutex_unlock(&lg->mu);
+    return s;
 }
 
 DbStatus db_log_token(DbLog *lg, const DbToken *t)

@@ -15,6 +15,7 @@
 
 #include "db/db.h"
 #include "db/db_int.h"
+#include "tui/cmds.h"
 
 #include <errno.h>
 #include <math.h>
@@ -1153,7 +1154,160 @@ static void test_db_list_runs_and_tags_filtered(void **state)
     n = 0;
     assert_int_equal(db_runs(db, NULL, count_run, &n, &err), DB_OK);
     assert_int_equal(n, 4);
+
+    /* the per-tag load follows deletes and retags made in plain SQL */
+    DbLoad ld;
+    assert_int_equal(db_load(db, &s1, &ld, &err), DB_OK);
+    assert_int_equal(ld.n_runs, 2);
+    int64_t before = 0;
+    for (int i = 0; i < NL * NE; i++)
+        before += ld.count[i];
+    assert_int_equal(before, 2 * 3 * NL * K);
+    db_load_free(&ld);
+    assert_int_equal(sqlite3_exec(db->h, "UPDATE runs SET tag = 'b' WHERE id = 1", 0, 0, 0),
+                     SQLITE_OK);
+    assert_int_equal(db_load(db, &s1, &ld, &err), DB_OK);
+    int64_t after = 0;
+    for (int i = 0; i < NL * NE; i++)
+        after += ld.count[i];
+    assert_int_equal(after, 3 * NL * K);
+    db_load_free(&ld);
+    DbSel sb = { .tag = "b" };
+    assert_int_equal(db_load(db, &sb, &ld, &err), DB_OK);
+    after = 0;
+    for (int i = 0; i < NL * NE; i++)
+        after += ld.count[i];
+    assert_int_equal(after, 2 * 3 * NL * K);
+    db_load_free(&ld);
+    assert_int_equal(sqlite3_exec(db->h, "DELETE FROM runs WHERE tag = 'b'", 0, 0, 0),
+                     SQLITE_OK);
+    assert_int_equal(db_load(db, &sb, &ld, &err), DB_OK);
+    assert_int_equal(ld.n_runs, 0);
+    for (int i = 0; i < ld.n_layer * ld.n_expert; i++)
+        assert_int_equal(ld.count[i], 0);
+    db_load_free(&ld);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db->h, "SELECT (SELECT count(*) FROM tag_load WHERE tag = 'b') +"
+                       " (SELECT count(*) FROM routes WHERE run IN (1, 2)) +"
+                       " (SELECT count(*) FROM tokens WHERE run IN (1, 2)) +"
+                       " (SELECT count(*) FROM load WHERE run IN (1, 2))", -1, &st, NULL);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 0);
+    sqlite3_finalize(st);
     db_close(db);
+}
+
+/* More than 256 experts: ids stored as two bytes, read back and decoded by
+** the route_experts view alike. */
+static int wide_cb(void *u, int64_t run, const DbRoute *r)
+{
+    int *ok = u;
+    (void)run;
+    *ok = r->k == 3 && r->experts[0] == 299 && r->experts[1] == 256 && r->experts[2] == 1 &&
+          r->weights[2] == 0.125f;
+    return 0;
+}
+
+static void test_db_wide_expert_ids_roundtrip(void **state)
+{
+    Tmp *t = *state;
+    DbErr err = { 0 };
+    Db *db = db_open(t->path, DB_OPEN_CREATE, &err);
+    assert_non_null(db);
+    int64_t m = add_model(db, 2, 300, 3, 51);
+    DbRunInfo ri = { .model = m };
+    DbLog *lg = db_log_begin(db, &ri, 0, &err);
+    assert_non_null(lg);
+    int32_t ex[3] = { 299, 256, 1 };
+    float w[3] = { 0.5f, 0.375f, 0.125f };
+    DbRoute r = { .pos = 0, .layer = 1, .k = 3, .experts = ex, .weights = w,
+                  .shared_gate = NAN };
+    assert_int_equal(db_log_route(lg, &r), DB_OK);
+    int64_t run = db_log_run_id(lg);
+    assert_int_equal(db_log_finish(lg, DB_RUN_COMPLETE, NULL, &err), DB_OK);
+    int ok = 0;
+    assert_int_equal(db_routes(db, run, 0, 0, -1, wide_cb, &ok, &err), DB_OK);
+    assert_true(ok);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db->h, "SELECT group_concat(expert, ' '), length(experts)"
+                       " FROM (SELECT e.expert, x.experts FROM route_experts e JOIN routes x"
+                       " USING (run, pos, layer) ORDER BY rank)", -1, &st, NULL);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "299 256 1");
+    assert_int_equal(sqlite3_column_int(st, 1), 6);
+    sqlite3_finalize(st);
+    DbLoad ld;
+    assert_int_equal(db_load(db, NULL, &ld, &err), DB_OK);
+    assert_int_equal(ld.count[1 * 300 + 299], 1);
+    assert_int_equal(ld.count[1 * 300 + 256], 1);
+    db_load_free(&ld);
+    db_close(db);
+}
+
+/* ---- moescope export ---------------------------------------------------- */
+
+static int run_export(char *a0, ...)
+{
+    char *argv[16];
+    int argc = 0;
+    va_list ap;
+    va_start(ap, a0);
+    for (char *a = a0; a && argc < 15; a = va_arg(ap, char *))
+        argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    return tui_cmd_export(argc, argv);
+}
+
+static void test_db_cmd_export_writes_file_and_reports_errors(void **state)
+{
+    Tmp *t = *state;
+    DbErr err = { 0 };
+    Db *db = db_open(t->path, DB_OPEN_CREATE, &err);
+    assert_non_null(db);
+    int64_t m = add_model(db, NL, NE, K, 50);
+    log_run(db, m, "cli", 1, 12, 2, 0, 0);
+    db_close(db);
+    char out[200], tmp[210], missing[200];
+    snprintf(out, sizeof out, "%s/out.jsonl", t->dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    snprintf(missing, sizeof missing, "%s/none.db", t->dir);
+
+    assert_int_equal(run_export("export", "--db", t->path, "--tag", "cli", "--format", "jsonl",
+                                "--what", "tokens", "-o", out, NULL), 0);
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    int lines = 0;
+    char buf[512];
+    while (fgets(buf, sizeof buf, f))
+        lines++;
+    fclose(f);
+    assert_int_equal(lines, 12);
+    assert_false(exists(tmp));
+    assert_int_equal(run_export("export", "--db", t->path, "--run", "1", "--format", "csv",
+                                "--what", "load", "-o", out, NULL), 0);
+    /* usage errors: 2 */
+    assert_int_equal(run_export("export", "--db", t->path, "--format", "csv", NULL), 2);
+    assert_int_equal(run_export("export", "--db", t->path, "--all", "--run", "1",
+                                "--format", "csv", NULL), 2);
+    assert_int_equal(run_export("export", "--db", t->path, "--all", "--format", "xml", NULL),
+                     2);
+    assert_int_equal(run_export("export", "--db", t->path, "--all", "--format", "csv",
+                                "--what", "experts", NULL), 2);
+    assert_int_equal(run_export("export", "--db", t->path, "--run", "x1", "--format", "csv",
+                                NULL), 2);
+    /* run-time errors: 1, and no output file left behind */
+    assert_int_equal(run_export("export", "--db", missing, "--all", "--format", "csv", NULL),
+                     1);
+    assert_false(exists(missing));
+    char out2[200];
+    snprintf(out2, sizeof out2, "%s/out2.csv", t->dir);
+    assert_int_equal(run_export("export", "--db", t->path, "--run", "99", "--format", "csv",
+                                "-o", out2, NULL), 1);
+    assert_false(exists(out2));
+    snprintf(out2, sizeof out2, "%s/no/such/dir.csv", t->dir);
+    assert_int_equal(run_export("export", "--db", t->path, "--all", "--format", "csv",
+                                "-o", out2, NULL), 1);
 }
 
 int main(void)
@@ -1180,6 +1334,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_db_model_register_same_hash_same_id,
                                         tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_db_list_runs_and_tags_filtered,
+                                        tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_db_wide_expert_ids_roundtrip,
+                                        tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_db_cmd_export_writes_file_and_reports_errors,
                                         tmp_setup, tmp_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
