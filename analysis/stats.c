@@ -12,7 +12,6 @@
 #include "analysis/an.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -325,25 +324,49 @@ static int64_t *rows_by_token(const AnRoutes *r, int32_t **stok)
     return order;
 }
 
-/* One share of the specialization work: the MoE layers [l0, l1), with its
-** own scratch, over the rows in token order.  Jobs on disjoint layer
-** ranges write disjoint parts of s, so two can run at once. */
+/* The specialization work for the MoE layers [l0, l1), with its own
+** scratch, over the rows in token order. */
 typedef struct {
     const AnRoutes *r;
     AnStats *s;
     const int64_t *order;
     const int32_t *stok;
+    const uint8_t *ex8;     /* (n_pos, n_layer, k_max) experts as bytes, 0xFF
+                               past a route's end; NULL: read r directly */
     size_t l0, l1;
     int nomem;
 } VocabJob;
 
-static void *vocab_layers(void *arg)
+/* The experts as one byte each (n_expert ≤ 255), unused slots 0xFF, so a
+** row is k_max·n_layer bytes with no separate route-size array: half the
+** cache lines per scattered row read.  Built by one sequential pass.
+** NULL on no memory or too many experts. */
+static uint8_t *experts_as_bytes(const AnRoutes *r)
 {
-    VocabJob *jb = arg;
+    const size_t L = (size_t)r->n_layer, K = (size_t)r->k_max, n = (size_t)r->n_pos;
+    if (r->n_expert > 255 || n == 0)
+        return NULL;
+    uint8_t *b = malloc(n * L * K);
+    if (!b)
+        return NULL;
+    an_hint_huge(b, n * L * K);
+    for (size_t i = 0; i < n * L; i++) {
+        int k = r->n_chosen[i];
+        const uint16_t *ex = r->experts + i * K;
+        uint8_t *d = b + i * K;
+        for (size_t j = 0; j < K; j++)
+            d[j] = (int)j < k ? (uint8_t)ex[j] : 0xFF;
+    }
+    return b;
+}
+
+static void vocab_layers(VocabJob *jb)
+{
     const AnRoutes *r = jb->r;
     AnStats *s = jb->s;
     const int64_t *order = jb->order;
     const int32_t *stok = jb->stok;
+    const uint8_t *ex8 = jb->ex8;
     const size_t L = (size_t)r->n_layer, E = (size_t)r->n_expert, K = (size_t)r->k_max;
     const size_t l0 = jb->l0, l1 = jb->l1;
     const int ntop = s->n_top_tok, min_occ = s->min_occ;
@@ -372,6 +395,28 @@ static void *vocab_layers(void *arg)
         int nt = 0;
         for (int64_t g = g0; g < g1; g++) {
             size_t i = (size_t)(order[g] & ~ORDER_PROMPT);
+            size_t h = order[g] & ORDER_PROMPT ? 0 : 1;
+            if (ex8) {
+                if (g + 16 < g1) {
+                    /* rows are scattered: fetch the one 16 ahead */
+                    size_t ahead = (size_t)(order[g + 16] & ~ORDER_PROMPT);
+                    for (size_t b = l0 * K; b < l1 * K; b += 64)
+                        __builtin_prefetch(ex8 + ahead * L * K + b);
+                }
+                for (size_t l = l0; l < l1; l++) {
+                    const uint8_t *ex = ex8 + (i * L + l) * K;
+                    if (ex[0] == 0xFF)
+                        continue;
+                    occ[(h + 1) * L + l]++;
+                    for (size_t j = 0; j < K && ex[j] != 0xFF; j++) {
+                        size_t q = l * E + ex[j];
+                        if (cnt[q] == 0 && cnt[L * E + q] == 0)
+                            touched[nt++] = (uint32_t)q;
+                        cnt[h * L * E + q]++;
+                    }
+                }
+                continue;
+            }
             if (g + 16 < g1) {
                 /* rows are scattered: fetch the one 16 ahead */
                 size_t ahead = (size_t)(order[g + 16] & ~ORDER_PROMPT);
@@ -380,7 +425,6 @@ static void *vocab_layers(void *arg)
                     __builtin_prefetch(pe + b);
                 __builtin_prefetch(r->n_chosen + ahead * L + l0);
             }
-            size_t h = order[g] & ORDER_PROMPT ? 0 : 1;
             for (size_t l = l0; l < l1; l++) {
                 int k = r->n_chosen[i * L + l];
                 if (!k)
@@ -448,37 +492,25 @@ done:
     free(spec);
     free(nid);
     free(touched);
-    return NULL;
 }
 
-/* Specialization and top tokens; on large tables the layers are split
-** between the calling thread and one worker (the machine has 2 cores; the
-** pass is bound by scattered memory reads, which two cores overlap). */
+/* Specialization and top tokens over every layer, single-threaded: the
+** pass is bound by scattered memory reads, and splitting it over the two
+** cores of a machine shared with other work made it slower (each thread
+** re-fetches the rows). */
 static AnStatus vocab_stats(const AnRoutes *r, AnStats *s, AnErr *err)
 {
     int32_t *stok = NULL;
     int64_t *order = rows_by_token(r, &stok);
     if (!order)
         return an_fail(err, AN_E_NOMEM, "an_stats_compute: out of memory for specialization");
-    const size_t L = (size_t)r->n_layer;
-    VocabJob jb[2] = {
-        { r, s, order, stok, 0, L, 0 },
-        { r, s, order, stok, L, L, 0 },
-    };
-    pthread_t th;
-    int threaded = 0;
-    if (L >= 2 && r->n_pos >= 65536) {
-        jb[0].l1 = jb[1].l0 = L / 2;
-        threaded = pthread_create(&th, NULL, vocab_layers, &jb[1]) == 0;
-        if (!threaded)
-            jb[0].l1 = L;
-    }
-    vocab_layers(&jb[0]);
-    if (threaded)
-        pthread_join(th, NULL);
+    uint8_t *ex8 = experts_as_bytes(r);   /* NULL: the slower direct reads */
+    VocabJob jb = { r, s, order, stok, ex8, 0, (size_t)r->n_layer, 0 };
+    vocab_layers(&jb);
+    free(ex8);
     free(order);
     free(stok);
-    if (jb[0].nomem || jb[1].nomem)
+    if (jb.nomem)
         return an_fail(err, AN_E_NOMEM, "an_stats_compute: out of memory for specialization");
     return AN_OK;
 }

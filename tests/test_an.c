@@ -461,6 +461,30 @@ static void test_stats_large_table_specialization_matches_brute_force(void **st)
     an_routes_free(r);
 }
 
+static void test_stats_many_experts_use_wide_path_and_match_hand(void **st)
+{
+    (void)st;
+    AnErr err;
+    /* 300 experts (ids don't fit a byte): token 7 ten times, routed to
+    ** {299, 0} and {299, 1} alternately → N(7,299) = 10 → specialization
+    ** 10/10 = 1; N(7,0) = N(7,1) = 5 → share .5 for experts 0 and 1 */
+    AnRoutes *r = an_routes_new(1, 300, 2, 0, AN_GATE_SOFTMAX, 0, &err);
+    for (int i = 0; i < 10; i++) {
+        int32_t ex[2] = { 299, i % 2 };
+        an_routes_add_pos(r, 0, i, 7, 0, NAN, &err);
+        assert_int_equal(an_routes_set(r, i, 0, 2, ex, NULL, NULL, &err), AN_OK);
+    }
+    AnStatsParams p = { .want_routes = 1, .n_top_tok = 1 };
+    AnStats *s = an_stats_compute(r, &p, &err);
+    assert_non_null(s);
+    near(s->layer[0].vocab_spec, 1.0, 0, "specialization, 300 experts");
+    assert_int_equal(s->top[299].token, 7);
+    near(s->top[1].share, 0.5, 1e-7, "share expert 1");
+    assert_int_equal(s->layer[0].n_unused, 297);
+    an_stats_free(s);
+    an_routes_free(r);
+}
+
 /* ---- contrast --------------------------------------------------------- */
 
 /* One layer, two experts, top-1, 10 positions per run:
@@ -739,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_stats_k_equals_n_expert_is_even_and_fully_coactive),
         cmocka_unit_test(test_stats_one_expert_layer_is_defined),
         cmocka_unit_test(test_stats_large_table_specialization_matches_brute_force),
+        cmocka_unit_test(test_stats_many_experts_use_wide_path_and_match_hand),
         cmocka_unit_test(test_stats_empty_table_is_defined_and_prints_no_nan),
         cmocka_unit_test(test_routes_bad_expert_is_rejected_with_message),
         cmocka_unit_test(test_routes_wider_route_widens_table_and_keeps_rows),
