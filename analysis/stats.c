@@ -377,7 +377,8 @@ static void vocab_layers(VocabJob *jb)
     int32_t *mx = calloc((size_t)AN_NSPLIT * L, sizeof *mx);
     double *spec = calloc((size_t)AN_NSPLIT * L, sizeof *spec);
     int *nid = calloc((size_t)AN_NSPLIT * L, sizeof *nid);
-    uint32_t *touched = malloc(L * E * sizeof *touched);
+    /* one spare slot: the branch-free append below always writes */
+    uint32_t *touched = malloc((L * E + 1) * sizeof *touched);
     if (!cnt || !occ || !mx || !spec || !nid || !touched) {
         jb->nomem = 1;
         goto done;
@@ -410,8 +411,10 @@ static void vocab_layers(VocabJob *jb)
                     occ[(h + 1) * L + l]++;
                     for (size_t j = 0; j < K && ex[j] != 0xFF; j++) {
                         size_t q = l * E + ex[j];
-                        if (cnt[q] == 0 && cnt[L * E + q] == 0)
-                            touched[nt++] = (uint32_t)q;
+                        /* branch-free "first touch": the test is data
+                        ** dependent and mispredicts on rare tokens */
+                        touched[nt] = (uint32_t)q;
+                        nt += (cnt[q] | cnt[L * E + q]) == 0;
                         cnt[h * L * E + q]++;
                     }
                 }
