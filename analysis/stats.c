@@ -264,6 +264,10 @@ static int cmp_tok_idx(const void *a, const void *b)
 ** range is small, else qsort of (token, row) pairs.  NULL on no memory. */
 #define ORDER_PROMPT ((int64_t)1 << 62)
 
+/* how many rows ahead the specialization pass prefetches (16, 32 and 64
+** measured alike) */
+enum { PF_AHEAD = 16 };
+
 static int64_t *rows_by_token(const AnRoutes *r, int32_t **stok)
 {
     int64_t n = r->n_pos;
@@ -398,9 +402,9 @@ static void vocab_layers(VocabJob *jb)
             size_t i = (size_t)(order[g] & ~ORDER_PROMPT);
             size_t h = order[g] & ORDER_PROMPT ? 0 : 1;
             if (ex8) {
-                if (g + 16 < g1) {
-                    /* rows are scattered: fetch the one 16 ahead */
-                    size_t ahead = (size_t)(order[g + 16] & ~ORDER_PROMPT);
+                if (g + PF_AHEAD < g1) {
+                    /* rows are scattered: fetch one PF_AHEAD rows ahead */
+                    size_t ahead = (size_t)(order[g + PF_AHEAD] & ~ORDER_PROMPT);
                     for (size_t b = l0 * K; b < l1 * K; b += 64)
                         __builtin_prefetch(ex8 + ahead * L * K + b);
                 }
