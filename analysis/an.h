@@ -53,6 +53,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "db/db.h"      /* the glue section only */
+
 /* ---- errors ---------------------------------------------------------- */
 
 typedef enum {
@@ -314,8 +316,6 @@ int an_write_contrast(FILE *f, const AnContrast *c, int top, AnFormat fmt,
 int an_write_diff(FILE *f, const AnDiff *d, AnFormat fmt, const AnLabels *lb);
 
 /* ---- database glue ---------------------------------------------------- */
-
-#include "db/db.h"
 
 /* What a database query resolved to: the MoE layers (compact index →
 ** absolute layer), the runs used, a title for the writers, and the text of

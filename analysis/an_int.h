@@ -10,6 +10,9 @@
 AnStatus an_fail(AnErr *err, AnStatus st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Advise transparent huge pages for a large array (ignored if unsupported). */
+void an_hint_huge(void *p, size_t bytes);
+
 /* Row i belongs to split s (AN_SPLIT_ALL takes every row). */
 static inline int an_in_split(const AnRoutes *r, int64_t i, int s)
 {

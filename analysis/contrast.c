@@ -235,15 +235,23 @@ AnContrast *an_contrast(const AnLoad *const *runs_a, int n_a, const AnLoad *cons
                 perm[i] = perm[j];
                 perm[j] = x;
             }
+            /* sum the smaller side; the other is the total minus it */
+            int small_b = n_b < n_a, i0 = small_b ? n_a : 0, i1 = small_b ? N : n_a;
             memset(sa_c, 0, LE * sizeof *sa_c);
             memset(sa_n, 0, (size_t)L * sizeof *sa_n);
-            for (int i = 0; i < n_a; i++) {
+            for (int i = i0; i < i1; i++) {
                 const AnLoad *ld = all[perm[i]];
                 const int64_t *cnt = ld->count + so * LE, *nr = ld->n_routed + so * (size_t)L;
                 for (size_t q = 0; q < LE; q++)
                     sa_c[q] += cnt[q];
                 for (int l = 0; l < L; l++)
                     sa_n[l] += nr[l];
+            }
+            if (small_b) {
+                for (size_t q = 0; q < LE; q++)
+                    sa_c[q] = tot_c[q] - sa_c[q];
+                for (int l = 0; l < L; l++)
+                    sa_n[l] = tot_n[l] - sa_n[l];
             }
             for (int l = 0; l < L; l++) {
                 int64_t na = sa_n[l], nb = tot_n[l] - sa_n[l];

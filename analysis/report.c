@@ -102,6 +102,10 @@ static int finish(FILE *f)
 
 /* ---- stats ------------------------------------------------------------ */
 
+/* The table's strongest-pair summaries ignore experts chosen fewer times
+** (a P(b|a) of 1 from a single position says nothing). */
+enum { PAIR_MIN = 10 };
+
 static const char *LAYER_METRIC[] = { "tokens", "entropy", "cv", "maxvio", "gini", "unused",
                                       "router_entropy", "top1_prob", "vocab_spec",
                                       "vocab_ids" };
@@ -171,11 +175,13 @@ static void stats_table(FILE *f, const AnStats *s, const AnLabels *lb)
     if (s->has_routes && s->n_top_tok > 0) {
         fprintf(f, "\ntop tokens per expert (all positions; share = N(x,e)/N(x), N(x) >= %d)\n",
                 s->min_occ);
+        int any = 0;
         for (size_t l = 0; l < L; l++)
             for (size_t e = 0; e < E; e++) {
                 const AnTopTok *t = s->top + (l * E + e) * (size_t)s->n_top_tok;
                 if (t[0].token < 0)
                     continue;
+                any = 1;
                 fprintf(f, "%5d %5zu ", lay(lb, (int)l), e);
                 for (int j = 0; j < s->n_top_tok && t[j].token >= 0; j++) {
                     char tb[64];
@@ -184,10 +190,12 @@ static void stats_table(FILE *f, const AnStats *s, const AnLabels *lb)
                 }
                 fputc('\n', f);
             }
+        if (!any)
+            fprintf(f, "(no token id seen %d times)\n", s->min_occ);
     }
     if (s->has_pairs) {
         fprintf(f, "\nstrongest co-activation per layer (all positions): a → b P(b|a), "
-                   "a chosen in >= 1 position\n");
+                   "a chosen >= %d times\n", PAIR_MIN);
         double *P = malloc(E * E * sizeof *P);
         for (size_t l = 0; l < L && P; l++) {
             an_cond_prob(s->coact + l * E * E, (int)E, P);
@@ -195,7 +203,8 @@ static void stats_table(FILE *f, const AnStats *s, const AnLabels *lb)
             size_t ba = 0, bb = 0;
             for (size_t a = 0; a < E; a++)
                 for (size_t b = 0; b < E; b++)
-                    if (a != b && isfinite(P[a * E + b]) && P[a * E + b] > best) {
+                    if (a != b && s->coact[l * E * E + a * E + a] >= PAIR_MIN &&
+                        isfinite(P[a * E + b]) && P[a * E + b] > best) {
                         best = P[a * E + b];
                         ba = a;
                         bb = b;
@@ -208,7 +217,7 @@ static void stats_table(FILE *f, const AnStats *s, const AnLabels *lb)
         free(P);
         if (L > 1) {
             fprintf(f, "\nstrongest transition per layer pair (all positions): a → b "
-                       "P(b at l+1 | a at l)\n");
+                       "P(b at l+1 | a at l), a chosen >= %d times\n", PAIR_MIN);
             for (size_t l = 0; l + 1 < L; l++) {
                 const double *T = s->trans + l * E * E;
                 const double *C = s->coact + l * E * E;
@@ -217,7 +226,7 @@ static void stats_table(FILE *f, const AnStats *s, const AnLabels *lb)
                 for (size_t a = 0; a < E; a++)
                     for (size_t b = 0; b < E; b++) {
                         double d = C[a * E + a];
-                        if (d > 0 && T[a * E + b] / d > best) {
+                        if (d >= PAIR_MIN && T[a * E + b] / d > best) {
                             best = T[a * E + b] / d;
                             ba = a;
                             bb = b;

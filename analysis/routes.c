@@ -56,7 +56,7 @@ AnStatus an_fail(AnErr *err, AnStatus st, const char *fmt, ...)
 ** hundreds of MB; with 4 KB pages nearly every row is a TLB miss (and a
 ** costly nested page walk under virtualisation).  Advisory: errors are
 ** ignored. */
-static void hint_huge(void *p, size_t bytes)
+void an_hint_huge(void *p, size_t bytes)
 {
 #ifdef MADV_HUGEPAGE
     const uintptr_t HP = (uintptr_t)2 << 20;
@@ -98,11 +98,11 @@ static int routes_grow(AnRoutes *r, int64_t want)
     if (r->has_logits)
         GROW(logits, n * L * E);
 #undef GROW
-    hint_huge(r->n_chosen, n * L);
-    hint_huge(r->experts, n * L * K * sizeof *r->experts);
-    hint_huge(r->weights, n * L * K * sizeof *r->weights);
+    an_hint_huge(r->n_chosen, n * L);
+    an_hint_huge(r->experts, n * L * K * sizeof *r->experts);
+    an_hint_huge(r->weights, n * L * K * sizeof *r->weights);
     if (r->has_logits)
-        hint_huge(r->logits, n * L * E * sizeof *r->logits);
+        an_hint_huge(r->logits, n * L * E * sizeof *r->logits);
     r->cap = cap;
     return 0;
 }
@@ -214,8 +214,8 @@ static int routes_widen(AnRoutes *r, int k)
     r->experts = ex;
     r->weights = w;
     r->k_max = k;
-    hint_huge(r->experts, rows * K1 * sizeof *ex);
-    hint_huge(r->weights, rows * K1 * sizeof *w);
+    an_hint_huge(r->experts, rows * K1 * sizeof *ex);
+    an_hint_huge(r->weights, rows * K1 * sizeof *w);
     return 0;
 }
 

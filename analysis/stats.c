@@ -258,14 +258,27 @@ static int cmp_tok_idx(const void *a, const void *b)
                                          : (x[1] > y[1]) - (x[1] < y[1]);
 }
 
-/* Row indices ordered by token id (stable).  Counting sort when the id
+/* Row indices ordered by token id (stable), with the row's prompt flag in
+** bit 62 (ORDER_PROMPT) so the specialization pass needs not fetch it,
+** and the token of each sorted slot in *stok.  Counting sort when the id
 ** range is small, else qsort of (token, row) pairs.  NULL on no memory. */
-static int64_t *rows_by_token(const AnRoutes *r)
+#define ORDER_PROMPT ((int64_t)1 << 62)
+
+/* how many rows ahead the specialization pass prefetches (16, 32 and 64
+** measured alike) */
+enum { PF_AHEAD = 16 };
+
+static int64_t *rows_by_token(const AnRoutes *r, int32_t **stok)
 {
     int64_t n = r->n_pos;
     int64_t *order = malloc((size_t)(n ? n : 1) * sizeof *order);
-    if (!order)
+    *stok = malloc((size_t)(n ? n : 1) * sizeof **stok);
+    if (!order || !*stok) {
+        free(order);
+        free(*stok);
+        *stok = NULL;
         return NULL;
+    }
     int32_t lo = INT32_MAX, hi = INT32_MIN;
     for (int64_t i = 0; i < n; i++) {
         if (r->token[i] < lo)
@@ -278,20 +291,27 @@ static int64_t *rows_by_token(const AnRoutes *r)
         int64_t *start = calloc((size_t)range + 1, sizeof *start);
         if (!start) {
             free(order);
+            free(*stok);
+            *stok = NULL;
             return NULL;
         }
         for (int64_t i = 0; i < n; i++)
             start[r->token[i] - lo + 1]++;
         for (int64_t v = 0; v < range; v++)
             start[v + 1] += start[v];
-        for (int64_t i = 0; i < n; i++)
-            order[start[r->token[i] - lo]++] = i;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t at = start[r->token[i] - lo]++;
+            order[at] = i | (r->is_prompt[i] ? ORDER_PROMPT : 0);
+            (*stok)[at] = r->token[i];
+        }
         free(start);
         return order;
     }
     int64_t *pairs = malloc((size_t)n * 2 * sizeof *pairs);
     if (!pairs) {
         free(order);
+        free(*stok);
+        *stok = NULL;
         return NULL;
     }
     for (int64_t i = 0; i < n; i++) {
@@ -299,17 +319,61 @@ static int64_t *rows_by_token(const AnRoutes *r)
         pairs[2 * i + 1] = i;
     }
     qsort(pairs, (size_t)n, 2 * sizeof *pairs, cmp_tok_idx);
-    for (int64_t i = 0; i < n; i++)
-        order[i] = pairs[2 * i + 1];
+    for (int64_t g = 0; g < n; g++) {
+        int64_t i = pairs[2 * g + 1];
+        order[g] = i | (r->is_prompt[i] ? ORDER_PROMPT : 0);
+        (*stok)[g] = (int32_t)pairs[2 * g];
+    }
     free(pairs);
     return order;
 }
 
-static AnStatus vocab_stats(const AnRoutes *r, AnStats *s, AnErr *err)
+/* The specialization work for the MoE layers [l0, l1), with its own
+** scratch, over the rows in token order. */
+typedef struct {
+    const AnRoutes *r;
+    AnStats *s;
+    const int64_t *order;
+    const int32_t *stok;
+    const uint8_t *ex8;     /* (n_pos, n_layer, k_max) experts as bytes, 0xFF
+                               past a route's end; NULL: read r directly */
+    size_t l0, l1;
+    int nomem;
+} VocabJob;
+
+/* The experts as one byte each (n_expert ≤ 255), unused slots 0xFF, so a
+** row is k_max·n_layer bytes with no separate route-size array: half the
+** cache lines per scattered row read.  Built by one sequential pass.
+** NULL on no memory or too many experts. */
+static uint8_t *experts_as_bytes(const AnRoutes *r)
 {
+    const size_t L = (size_t)r->n_layer, K = (size_t)r->k_max, n = (size_t)r->n_pos;
+    if (r->n_expert > 255 || n == 0)
+        return NULL;
+    uint8_t *b = malloc(n * L * K);
+    if (!b)
+        return NULL;
+    an_hint_huge(b, n * L * K);
+    for (size_t i = 0; i < n * L; i++) {
+        int k = r->n_chosen[i];
+        const uint16_t *ex = r->experts + i * K;
+        uint8_t *d = b + i * K;
+        for (size_t j = 0; j < K; j++)
+            d[j] = (int)j < k ? (uint8_t)ex[j] : 0xFF;
+    }
+    return b;
+}
+
+static void vocab_layers(VocabJob *jb)
+{
+    const AnRoutes *r = jb->r;
+    AnStats *s = jb->s;
+    const int64_t *order = jb->order;
+    const int32_t *stok = jb->stok;
+    const uint8_t *ex8 = jb->ex8;
     const size_t L = (size_t)r->n_layer, E = (size_t)r->n_expert, K = (size_t)r->k_max;
+    const size_t l0 = jb->l0, l1 = jb->l1;
     const int ntop = s->n_top_tok, min_occ = s->min_occ;
-    int64_t *order = rows_by_token(r);
     /* Scratch per token id: counts [prompt|gen][l][e], occurrences
     ** [split][l], max count [split][l]; sums of specialization per split×l. */
     int32_t *cnt = calloc(2 * L * E, sizeof *cnt);
@@ -317,40 +381,58 @@ static AnStatus vocab_stats(const AnRoutes *r, AnStats *s, AnErr *err)
     int32_t *mx = calloc((size_t)AN_NSPLIT * L, sizeof *mx);
     double *spec = calloc((size_t)AN_NSPLIT * L, sizeof *spec);
     int *nid = calloc((size_t)AN_NSPLIT * L, sizeof *nid);
-    uint32_t *touched = malloc(L * E * sizeof *touched);
-    if (!order || !cnt || !occ || !mx || !spec || !nid || !touched) {
-        free(touched);
-        free(order);
-        free(cnt);
-        free(occ);
-        free(mx);
-        free(spec);
-        free(nid);
-        return an_fail(err, AN_E_NOMEM, "an_stats_compute: out of memory for specialization");
+    /* one spare slot: the branch-free append below always writes */
+    uint32_t *touched = malloc((L * E + 1) * sizeof *touched);
+    if (!cnt || !occ || !mx || !spec || !nid || !touched) {
+        jb->nomem = 1;
+        goto done;
     }
+    /* the bytes of a row's experts in this layer range, for prefetching */
+    const size_t pf0 = l0 * K * sizeof *r->experts, pf1 = l1 * K * sizeof *r->experts;
     int64_t g0 = 0;
     while (g0 < r->n_pos) {
-        int32_t tok = r->token[order[g0]];
+        int32_t tok = stok[g0];
         int64_t g1 = g0;
-        while (g1 < r->n_pos && r->token[order[g1]] == tok)
+        while (g1 < r->n_pos && stok[g1] == tok)
             g1++;
         /* pass 1: count this id's occurrences per split, layer, expert and
         ** list each (l, e) the id touches once */
         int nt = 0;
         for (int64_t g = g0; g < g1; g++) {
-            size_t i = (size_t)order[g];
-            if (g + 16 < g1) {
-                /* rows are scattered: fetch one 16 ahead (its experts,
-                ** in 64-byte lines, its route sizes and its split flag) */
-                size_t ahead = (size_t)order[g + 16];
-                const char *pe = (const char *)(r->experts + ahead * L * K);
-                for (size_t b = 0; b < L * K * sizeof *r->experts; b += 64)
-                    __builtin_prefetch(pe + b);
-                __builtin_prefetch(r->n_chosen + ahead * L);
-                __builtin_prefetch(r->is_prompt + ahead);
+            size_t i = (size_t)(order[g] & ~ORDER_PROMPT);
+            size_t h = order[g] & ORDER_PROMPT ? 0 : 1;
+            if (ex8) {
+                if (g + PF_AHEAD < g1) {
+                    /* rows are scattered: fetch one PF_AHEAD rows ahead */
+                    size_t ahead = (size_t)(order[g + PF_AHEAD] & ~ORDER_PROMPT);
+                    for (size_t b = l0 * K; b < l1 * K; b += 64)
+                        __builtin_prefetch(ex8 + ahead * L * K + b);
+                }
+                for (size_t l = l0; l < l1; l++) {
+                    const uint8_t *ex = ex8 + (i * L + l) * K;
+                    if (ex[0] == 0xFF)
+                        continue;
+                    occ[(h + 1) * L + l]++;
+                    for (size_t j = 0; j < K && ex[j] != 0xFF; j++) {
+                        size_t q = l * E + ex[j];
+                        /* branch-free "first touch": the test is data
+                        ** dependent and mispredicts on rare tokens */
+                        touched[nt] = (uint32_t)q;
+                        nt += (cnt[q] | cnt[L * E + q]) == 0;
+                        cnt[h * L * E + q]++;
+                    }
+                }
+                continue;
             }
-            size_t h = r->is_prompt[i] ? 0 : 1;
-            for (size_t l = 0; l < L; l++) {
+            if (g + 16 < g1) {
+                /* rows are scattered: fetch the one 16 ahead */
+                size_t ahead = (size_t)(order[g + 16] & ~ORDER_PROMPT);
+                const char *pe = (const char *)(r->experts + ahead * L * K);
+                for (size_t b = pf0; b < pf1; b += 64)
+                    __builtin_prefetch(pe + b);
+                __builtin_prefetch(r->n_chosen + ahead * L + l0);
+            }
+            for (size_t l = l0; l < l1; l++) {
                 int k = r->n_chosen[i * L + l];
                 if (!k)
                     continue;
@@ -364,7 +446,7 @@ static AnStatus vocab_stats(const AnRoutes *r, AnStats *s, AnErr *err)
                 }
             }
         }
-        for (size_t l = 0; l < L; l++)
+        for (size_t l = l0; l < l1; l++)
             occ[l] = occ[L + l] + occ[2 * L + l];
         /* pass 2 over the touched (l, e): per-layer max, top-token offers,
         ** and the scratch counts back to zero */
@@ -392,27 +474,51 @@ static AnStatus vocab_stats(const AnRoutes *r, AnStats *s, AnErr *err)
             cnt[q] = 0;
             cnt[L * E + q] = 0;
         }
-        for (size_t q = 0; q < (size_t)AN_NSPLIT * L; q++) {
-            if (occ[q] >= min_occ && occ[q] > 0) {
-                spec[q] += (double)mx[q] / (double)occ[q];
-                nid[q]++;
+        for (size_t sp = 0; sp < AN_NSPLIT; sp++)
+            for (size_t l = l0; l < l1; l++) {
+                size_t q = sp * L + l;
+                if (occ[q] >= min_occ && occ[q] > 0) {
+                    spec[q] += (double)mx[q] / (double)occ[q];
+                    nid[q]++;
+                }
+                occ[q] = 0;
+                mx[q] = 0;
             }
-            occ[q] = 0;
-            mx[q] = 0;
-        }
         g0 = g1;
     }
-    for (size_t q = 0; q < (size_t)AN_NSPLIT * L; q++) {
-        s->layer[q].n_vocab_ids = nid[q];
-        s->layer[q].vocab_spec = nid[q] ? spec[q] / nid[q] : NAN;
-    }
-    free(order);
+    for (size_t sp = 0; sp < AN_NSPLIT; sp++)
+        for (size_t l = l0; l < l1; l++) {
+            size_t q = sp * L + l;
+            s->layer[q].n_vocab_ids = nid[q];
+            s->layer[q].vocab_spec = nid[q] ? spec[q] / nid[q] : NAN;
+        }
+done:
     free(cnt);
     free(occ);
     free(mx);
     free(spec);
     free(nid);
     free(touched);
+}
+
+/* Specialization and top tokens over every layer, single-threaded: the
+** pass is bound by scattered memory reads, and splitting it over the two
+** cores of a machine shared with other work made it slower (each thread
+** re-fetches the rows). */
+static AnStatus vocab_stats(const AnRoutes *r, AnStats *s, AnErr *err)
+{
+    int32_t *stok = NULL;
+    int64_t *order = rows_by_token(r, &stok);
+    if (!order)
+        return an_fail(err, AN_E_NOMEM, "an_stats_compute: out of memory for specialization");
+    uint8_t *ex8 = experts_as_bytes(r);   /* NULL: the slower direct reads */
+    VocabJob jb = { r, s, order, stok, ex8, 0, (size_t)r->n_layer, 0 };
+    vocab_layers(&jb);
+    free(ex8);
+    free(order);
+    free(stok);
+    if (jb.nomem)
+        return an_fail(err, AN_E_NOMEM, "an_stats_compute: out of memory for specialization");
     return AN_OK;
 }
 

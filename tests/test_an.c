@@ -400,6 +400,91 @@ static void test_routes_wider_route_widens_table_and_keeps_rows(void **st)
     an_routes_free(r);
 }
 
+static void test_stats_large_table_specialization_matches_brute_force(void **st)
+{
+    (void)st;
+    /* 70000 positions (the size where the pass is split over two threads),
+    ** 4 layers × 6 experts, top-2, 50 token ids: compare with a direct
+    ** count N[x][l][e] in the test */
+    enum { NP = 70000, NL = 4, NE = 6, NV = 50 };
+    static int32_t N[NV][NL][NE], occ[NV];
+    memset(N, 0, sizeof N);
+    memset(occ, 0, sizeof occ);
+    AnErr err;
+    AnRoutes *r = an_routes_new(NL, NE, 2, 0, AN_GATE_SOFTMAX, NP, &err);
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < NP; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int32_t tok = (int32_t)(x % NV);
+        an_routes_add_pos(r, 0, i, tok, 0, NAN, &err);
+        occ[tok]++;
+        for (int l = 0; l < NL; l++) {
+            int32_t ex[2] = { (int32_t)((tok + l + (x >> 20) % 2) % NE), 0 };
+            ex[1] = (ex[0] + 1 + (int32_t)((x >> 30) % (NE - 1))) % NE;
+            assert_int_equal(an_routes_set(r, i, l, 2, ex, NULL, NULL, &err), AN_OK);
+            N[tok][l][ex[0]]++;
+            N[tok][l][ex[1]]++;
+        }
+    }
+    AnStatsParams p = { .want_routes = 1, .n_top_tok = 1 };
+    AnStats *s = an_stats_compute(r, &p, &err);
+    assert_non_null(s);
+    double got[NL], want[NL];
+    for (int l = 0; l < NL; l++) {
+        double sum = 0;
+        for (int v = 0; v < NV; v++) {
+            int mx = 0;
+            for (int e = 0; e < NE; e++)
+                mx = N[v][l][e] > mx ? N[v][l][e] : mx;
+            sum += (double)mx / occ[v];
+        }
+        want[l] = sum / NV;
+        got[l] = s->layer[l].vocab_spec;
+        assert_int_equal(s->layer[l].n_vocab_ids, NV);
+    }
+    near_arr(got, want, NL, 1e-12, "specialization vs brute force");
+    /* top token of layer 3, expert 0: the id with the largest N/occ */
+    int best = -1;
+    double bs = -1;
+    for (int v = 0; v < NV; v++) {
+        double sh = (double)N[v][3][0] / occ[v];
+        if (sh > bs + 1e-12) {
+            bs = sh;
+            best = v;
+        }
+    }
+    const AnTopTok *t = s->top + (size_t)(3 * NE + 0);
+    assert_int_equal(t->token, best);
+    an_stats_free(s);
+    an_routes_free(r);
+}
+
+static void test_stats_many_experts_use_wide_path_and_match_hand(void **st)
+{
+    (void)st;
+    AnErr err;
+    /* 300 experts (ids don't fit a byte): token 7 ten times, routed to
+    ** {299, 0} and {299, 1} alternately → N(7,299) = 10 → specialization
+    ** 10/10 = 1; N(7,0) = N(7,1) = 5 → share .5 for experts 0 and 1 */
+    AnRoutes *r = an_routes_new(1, 300, 2, 0, AN_GATE_SOFTMAX, 0, &err);
+    for (int i = 0; i < 10; i++) {
+        int32_t ex[2] = { 299, i % 2 };
+        an_routes_add_pos(r, 0, i, 7, 0, NAN, &err);
+        assert_int_equal(an_routes_set(r, i, 0, 2, ex, NULL, NULL, &err), AN_OK);
+    }
+    AnStatsParams p = { .want_routes = 1, .n_top_tok = 1 };
+    AnStats *s = an_stats_compute(r, &p, &err);
+    assert_non_null(s);
+    near(s->layer[0].vocab_spec, 1.0, 0, "specialization, 300 experts");
+    assert_int_equal(s->top[299].token, 7);
+    near(s->top[1].share, 0.5, 1e-7, "share expert 1");
+    assert_int_equal(s->layer[0].n_unused, 297);
+    an_stats_free(s);
+    an_routes_free(r);
+}
+
 /* ---- contrast --------------------------------------------------------- */
 
 /* One layer, two experts, top-1, 10 positions per run:
@@ -463,6 +548,35 @@ static void test_contrast_two_sets_match_hand_values(void **st)
         an_load_free(a[i]);
         an_load_free(b[i]);
     }
+}
+
+static void test_contrast_unequal_set_sizes_permute_both_ways(void **st)
+{
+    (void)st;
+    AnErr err;
+    /* A: three runs with e0 5 of 10; B: one run with e0 9 of 10.
+    **   Δ = 15/30 − 9/10 = −.4.  A permutation picks which run is "B":
+    **   the 9-run (1 in 4) gives Δ* = −.4, a 5-run gives 19/30 − 5/10 = .1333
+    **   → p → 1/4.  Swapping the sets flips Δ and keeps p (the smaller side
+    **   is summed on the other branch). */
+    AnLoad *a[3] = { run_load(5, 5, 10), run_load(5, 5, 10), run_load(5, 5, 10) };
+    AnLoad *b[1] = { run_load(9, 1, 10) };
+    AnContrastParams p = { .n_perm = 20000, .seed = 9 };
+    AnContrast *c = an_contrast((const AnLoad *const *)a, 3, (const AnLoad *const *)b, 1, &p, &err);
+    AnContrast *d = an_contrast((const AnLoad *const *)b, 1, (const AnLoad *const *)a, 3, &p, &err);
+    assert_non_null(c);
+    assert_non_null(d);
+    const AnContrastRow *wc = c->row[0].expert == 0 ? &c->row[0] : &c->row[1];
+    const AnContrastRow *wd = d->row[0].expert == 0 ? &d->row[0] : &d->row[1];
+    near(wc->delta, -0.4, 1e-12, "delta A(3) vs B(1)");
+    near(wd->delta, 0.4, 1e-12, "delta A(1) vs B(3)");
+    near(wc->p_value, 0.25, 0.015, "p A(3) vs B(1)");
+    near(wd->p_value, 0.25, 0.01, "p A(1) vs B(3)");
+    an_contrast_free(c);
+    an_contrast_free(d);
+    for (int i = 0; i < 3; i++)
+        an_load_free(a[i]);
+    an_load_free(b[0]);
 }
 
 static void test_contrast_identical_sets_give_zero_delta_and_p_one(void **st)
@@ -648,10 +762,13 @@ int main(void)
         cmocka_unit_test(test_stats_router_entropy_softmax_and_sigmoid_match_hand),
         cmocka_unit_test(test_stats_k_equals_n_expert_is_even_and_fully_coactive),
         cmocka_unit_test(test_stats_one_expert_layer_is_defined),
+        cmocka_unit_test(test_stats_large_table_specialization_matches_brute_force),
+        cmocka_unit_test(test_stats_many_experts_use_wide_path_and_match_hand),
         cmocka_unit_test(test_stats_empty_table_is_defined_and_prints_no_nan),
         cmocka_unit_test(test_routes_bad_expert_is_rejected_with_message),
         cmocka_unit_test(test_routes_wider_route_widens_table_and_keeps_rows),
         cmocka_unit_test(test_contrast_two_sets_match_hand_values),
+        cmocka_unit_test(test_contrast_unequal_set_sizes_permute_both_ways),
         cmocka_unit_test(test_contrast_identical_sets_give_zero_delta_and_p_one),
         cmocka_unit_test(test_contrast_zero_counts_and_min_count_threshold),
         cmocka_unit_test(test_bh_known_pvalues_match_hand),
