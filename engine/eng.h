@@ -203,6 +203,12 @@ typedef struct {
     int n_ctx;          /* max positions (0 = min(model n_ctx_train, 4096)) */
     int n_threads;      /* 0 = 2 */
     int n_batch;        /* prompt chunk (0 = 256) */
+    int qact;           /* 1: quantize activations to Q8_0/Q8_1 for the weight
+                           types that have integer kernels (Q8_0, Q4_0, Q4_1,
+                           Q5_0, Q5_1, MXFP4), as llama.cpp's CPU backend does:
+                           faster, and llama.cpp's own arithmetic.  0 (default):
+                           F32 activations, equal to llama.cpp on the weights
+                           dequantized to F32. */
 } EngCtxParams;
 
 typedef struct EngCtx EngCtx;

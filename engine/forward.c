@@ -37,6 +37,7 @@ typedef struct {
     float *Y;
     int ldy;
     int n;
+    const uint8_t *xq;  /* set by mm_multi: X quantized to Q8_0/Q8_1 (qact) */
 } MmSpec;
 
 struct EngCtx {
@@ -76,6 +77,9 @@ struct EngCtx {
     int n_ivs;
     const EngQKernels *kern;    /* the CPU's kernel table */
     MmSpec *specs;              /* (3 * n_expert + 4) fused products */
+    int qact;                   /* quantize activations as llama.cpp does */
+    uint8_t *xq;                /* quantized activations of the products */
+    size_t xq_cap;              /* bytes */
     EngRouteFn route_fn;
     void *route_user;
 };
@@ -143,6 +147,17 @@ static void mm_rows(EngCtx *c, const MmSpec *s, int64_t r0, int64_t r1, int ith)
     int64_t nc = W->ncols;
     const EngQKernels *K = c->kern;
     int64_t nb = nc / eng_qtraits(W->type)->blck;
+    if (s->xq) {
+        /* llama.cpp's arithmetic: integer dots with the quantized activations */
+        EngQ8DotFn dot8 = K->dot8[W->type];
+        size_t xs = (size_t)(nc / 32) * (size_t)(eng_q8act_type(W->type) == QT_Q8_1 ? 36 : 34);
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *row = W->data + (uint64_t)r * W->row_bytes;
+            for (int t = 0; t < s->n; t++)
+                s->Y[(size_t)t * (size_t)s->ldy + (size_t)r] = dot8(row, s->xq + (size_t)t * xs, nb);
+        }
+        return;
+    }
     if (s->n == 1) {
         EngQDotFn dot = K->dot[W->type];
         for (int64_t r = r0; r < r1; r++)
@@ -202,8 +217,52 @@ static void mm_task(void *arg, int ith, int nth)
 
 /* Run several independent products as one parallel job (one pool dispatch);
 ** rows are split between threads in proportion to their cost. */
-static void mm_multi(EngCtx *c, const MmSpec *s, int ns)
+/* With qact, quantize each product's input rows once (per activation type
+** the weight needs) into c->xq; products whose weights have no integer
+** kernel (F32, F16, BF16, K-quants) keep F32 activations. */
+static void mm_quantize(EngCtx *c, MmSpec *s, int ns)
 {
+    size_t used = 0;
+    for (int i = 0; i < ns; i++) {
+        s[i].xq = NULL;
+        int at = eng_q8act_type(s[i].W->type);
+        if (at < 0 || s[i].W->ncols % 32)
+            continue;
+        size_t xs = (size_t)(s[i].W->ncols / 32) * (size_t)(at == QT_Q8_1 ? 36 : 34);
+        size_t need = xs * (size_t)s[i].n;
+        if (used + need > c->xq_cap)
+            continue;   /* does not fit: this product stays F32 */
+        uint8_t *dst = c->xq + used;
+        /* products that share their input (q/k/v, gate/up) share the copy */
+        int shared = 0;
+        for (int j = 0; j < i; j++)
+            if (s[j].xq && s[j].X == s[i].X && s[j].n == s[i].n && s[j].ldx == s[i].ldx &&
+                s[j].W->ncols == s[i].W->ncols && eng_q8act_type(s[j].W->type) == at) {
+                s[i].xq = s[j].xq;
+                shared = 1;
+                break;
+            }
+        if (shared)
+            continue;
+        for (int t = 0; t < s[i].n; t++) {
+            const float *x = s[i].X + (size_t)t * (size_t)s[i].ldx;
+            if (at == QT_Q8_1)
+                c->kern->quant_q8_1(x, dst + (size_t)t * xs, s[i].W->ncols / 32);
+            else
+                c->kern->quant_q8_0(x, dst + (size_t)t * xs, s[i].W->ncols / 32);
+        }
+        s[i].xq = dst;
+        used += need;
+    }
+}
+
+static void mm_multi(EngCtx *c, MmSpec *s, int ns)
+{
+    if (c->qact)
+        mm_quantize(c, s, ns);
+    else
+        for (int i = 0; i < ns; i++)
+            s[i].xq = NULL;
     MmJob j = { c, s, ns, 0 };
     for (int i = 0; i < ns; i++)
         j.total += spec_row_cost(&s[i]) * s[i].W->nrows;
@@ -216,7 +275,7 @@ static void mm_multi(EngCtx *c, const MmSpec *s, int ns)
 
 static void matmul(EngCtx *c, const Mat *W, const float *X, int n, int ldx, float *Y, int ldy)
 {
-    MmSpec s = { W, X, ldx, Y, ldy, n };
+    MmSpec s = { W, X, ldx, Y, ldy, n, NULL };
     mm_multi(c, &s, 1);
 }
 
@@ -365,9 +424,9 @@ static void qkv_standard(EngCtx *c, const Layer *ly, int il, int B, int pos0)
     const EngInfo *I = &m->info;
     int H = I->n_head, Hkv = I->n_head_kv, hk = I->head_dim_k, hv = I->head_dim_v;
     int E = I->n_embd;
-    MmSpec qkv[3] = { { &ly->wq, c->xn, E, c->q, H * hk, B },
-                      { &ly->wk, c->xn, E, c->k, c->kv_k, B },
-                      { &ly->wv, c->xn, E, c->v, c->kv_v, B } };
+    MmSpec qkv[3] = { { &ly->wq, c->xn, E, c->q, H * hk, B, NULL },
+                      { &ly->wk, c->xn, E, c->k, c->kv_k, B, NULL },
+                      { &ly->wv, c->xn, E, c->v, c->kv_v, B, NULL } };
     mm_multi(c, qkv, 3);
     for (int t = 0; t < B; t++) {
         float *q = c->q + (size_t)t * (size_t)(H * hk);
@@ -511,7 +570,7 @@ static void ffn_swiglu(EngCtx *c, const Mat *g, const Mat *u, const Mat *d, cons
 {
     int E = c->m->info.n_embd, F = c->m->n_ff_max;
     int nf = (int)g->nrows;
-    MmSpec gu[2] = { { g, x, E, c->hg, F, n }, { u, x, E, c->hu, F, n } };
+    MmSpec gu[2] = { { g, x, E, c->hg, F, n, NULL }, { u, x, E, c->hu, F, n, NULL } };
     mm_multi(c, gu, 2);
     for (int t = 0; t < n; t++)
         act_silu(c->hg + (size_t)t * (size_t)F, c->hu + (size_t)t * (size_t)F, nf);
@@ -542,8 +601,8 @@ static void moe_experts(EngCtx *c, const Layer *ly, int B)
             for (int i = 0; i < n; i++)
                 memcpy(c->xg + (size_t)(off + i) * E, c->xn + (size_t)tok[i] * E,
                        (size_t)E * sizeof(float));
-            MmSpec g = { &ly->gate_e[e], c->xg + (size_t)off * E, E, c->hg + (size_t)off * F, F, n };
-            MmSpec u = { &ly->up_e[e], c->xg + (size_t)off * E, E, c->hu + (size_t)off * F, F, n };
+            MmSpec g = { &ly->gate_e[e], c->xg + (size_t)off * E, E, c->hg + (size_t)off * F, F, n, NULL };
+            MmSpec u = { &ly->up_e[e], c->xg + (size_t)off * E, E, c->hu + (size_t)off * F, F, n, NULL };
             c->specs[ns++] = g;
             c->specs[ns++] = u;
             off += n;
@@ -564,7 +623,7 @@ static void moe_experts(EngCtx *c, const Layer *ly, int B)
                 else
                     act_silu(hg, hu, nf);
             }
-            MmSpec d = { &ly->down_e[e], c->hg + (size_t)off * F, F, c->yo + (size_t)off * E, E, n };
+            MmSpec d = { &ly->down_e[e], c->hg + (size_t)off * F, F, c->yo + (size_t)off * E, E, n, NULL };
             c->specs[ns++] = d;
             off += n;
         }
@@ -684,6 +743,9 @@ static int ctx_alloc(EngCtx *c)
         c->sc_w = (size_t)c->n_ctx;
     c->exp_rows = c->n_batch * (I->n_expert_used > 1 ? I->n_expert_used : 1);
     size_t R = (size_t)c->exp_rows;
+    /* quantized activations: every row of a fused batch of products (all
+    ** expert groups of a batch share at most n_batch * k rows of E or F) */
+    c->xq_cap = c->qact ? (size_t)(R + (size_t)B * 4) * (size_t)(dqw / 32 + 1) * 36 * 2 : 0;
 #define A(p, n) (((p) = calloc(nz(n), sizeof *(p))) == NULL)
     if (A(c->kc, kvsz * (size_t)c->kv_k) || A(c->vc, kvsz * (size_t)c->kv_v) ||
         A(c->x, B * E) || A(c->xn, B * E) || A(c->q, B * H * (size_t)I->head_dim_k) ||
@@ -694,7 +756,8 @@ static int ctx_alloc(EngCtx *c)
         A(c->dq, (size_t)c->n_threads * (size_t)dqw * MM_RB) || A(c->sel, B * NE) ||
         A(c->selw, B * NE) || A(c->sels, B * NE) || A(c->selk, B) || A(c->ex_cnt, NE) ||
         A(c->ex_tok, NE * B) || A(c->ex_w, NE * B) || A(c->xg, R * E) || A(c->hg, R * F) ||
-        A(c->hu, R * F) || A(c->yo, R * E) || A(c->specs, 3 * NE + 4) || A(c->shg, B) || A(c->rs.l, NE) ||
+        A(c->hu, R * F) || A(c->yo, R * E) || A(c->specs, 3 * NE + 4) ||
+        (c->qact && A(c->xq, c->xq_cap)) || A(c->shg, B) || A(c->rs.l, NE) ||
         A(c->rs.p, NE) || A(c->rs.sc, NE) || A(c->rs.mass, NE) || A(c->rs.flags, NE) ||
         A(c->logits, (size_t)I->n_vocab))
         return -1;
@@ -711,7 +774,7 @@ void eng_ctx_free(EngCtx *c)
                      c->ffo, c->rl, c->sc, c->dq, c->sel, c->selw, c->sels, c->selk,
                      c->ex_cnt, c->ex_tok, c->ex_w, c->xg, c->hg, c->hu, c->yo, c->shg,
                      c->rs.l, c->rs.p, c->rs.sc, c->rs.mass, c->rs.flags, c->logits, c->ivs,
-                     c->specs };
+                     c->specs, c->xq };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     free(c);
@@ -733,6 +796,7 @@ EngCtx *eng_ctx_new(const EngModel *m, const EngCtxParams *p, EngErr *err)
     if (c->n_threads > 256)
         c->n_threads = 256;
     c->n_batch = p && p->n_batch > 0 ? p->n_batch : 256;
+    c->qact = p ? p->qact : 0;
     if (c->n_batch > c->n_ctx)
         c->n_batch = c->n_ctx;
     if (ctx_alloc(c) < 0) {

@@ -77,7 +77,7 @@ static Speed measure(EngModel *m, int threads, int mode, const char *dbpath)
     const EngInfo *I = eng_model_info(m);
     Speed best = { 0, 0 };
     EngErr err = { 0 };
-    EngCtxParams cp = { NP + NG + 8, threads, NP };
+    EngCtxParams cp = { .n_ctx = NP + NG + 8, .n_threads = threads, .n_batch = NP };
     EngCtx *c = eng_ctx_new(m, &cp, &err);
     if (!c) {
         fprintf(stderr, "bench: %s\n", err.msg);
@@ -134,7 +134,7 @@ static Speed measure(EngModel *m, int threads, int mode, const char *dbpath)
         }
         double t2 = now();
         if (rec) {
-            GenStats st = { NP, NG, t1 - t0, t2 - t1, 0, 0, 0 };
+            GenStats st = { .n_prompt = NP, .n_gen = NG, .t_prompt = t1 - t0, .t_gen = t2 - t1 };
             rec_end(rec, 1, &st);
         }
         if (NP / (t1 - t0) > best.pp)

@@ -73,7 +73,7 @@ static void upd(double *mx, double a, double b)
 }
 
 /* Compare one model file with one reference file; fills d. */
-static void compare(const Fx *fx, const char *refname, Diff *d, int strict)
+static void compare(const Fx *fx, const char *refname, Diff *d, int strict, int qact)
 {
     char path[256], rpath[256];
     snprintf(path, sizeof path, FXDIR "%s/%s", fx->name, fx->model);
@@ -117,7 +117,7 @@ static void compare(const Fx *fx, const char *refname, Diff *d, int strict)
                 }
         }
         /* one batch */
-        EngCtxParams cp = { 256, 2, 64 };
+        EngCtxParams cp = { .n_ctx = 256, .n_threads = 2, .n_batch = 64, .qact = qact };
         EngCtx *c = eng_ctx_new(m, &cp, &err);
         assert_non_null(c);
         eng_ctx_set_route_fn(c, on_route, NULL);
@@ -207,17 +207,26 @@ static void run_fixture(void **state)
 {
     const Fx *fx = *state;
     Diff d;
-    compare(fx, fx->ref, &d, 1);
+    compare(fx, fx->ref, &d, 1, 0);
     printf("  %-10s %-22s vs %-18s routes %d: max |dlogit| %.3g, |dweight| %.3g, "
            "|drouter| %.3g; bad sets %d weights %d logits %d greedy %d tokens %d\n",
            fx->name, fx->model, fx->ref, d.n_routes, d.d_logit, d.d_weight, d.d_router,
            d.bad_sets, d.bad_weights, d.bad_logits, d.bad_greedy, d.bad_tokens);
     if (fx->raw) {
-        Diff r;
-        compare(fx, fx->raw, &r, 0);
-        printf("  %-10s %-22s vs %-18s (info, llama.cpp with quantized activations): "
-               "max |dlogit| %.3g, route sets differing %d of %d\n",
-               fx->name, fx->model, fx->raw, r.d_logit, r.bad_sets, r.n_routes);
+        Diff r, q;
+        compare(fx, fx->raw, &r, 0, 0);
+        compare(fx, fx->raw, &q, 0, 1);
+        printf("  %-10s %-22s vs %-18s (llama.cpp with quantized activations): F32 activations: "
+               "max |dlogit| %.3g, route sets differing %d of %d; --qact: max |dlogit| %.3g, "
+               "|dweight| %.3g, sets differing %d, greedy %d\n",
+               fx->name, fx->model, fx->raw, r.d_logit, r.bad_sets, r.n_routes, q.d_logit,
+               q.d_weight, q.bad_sets, q.bad_greedy);
+        if (!strstr(fx->model, "f16")) {
+            /* --qact reproduces llama.cpp's quantized arithmetic for the
+            ** types with integer kernels (K-quants keep F32 activations):
+            ** every expert set equals llama.cpp's own */
+            assert_int_equal(q.bad_sets, 0);
+        }
     }
     assert_int_equal(d.bad_tokens, 0);
     assert_int_equal(d.bad_sets, 0);

@@ -77,7 +77,7 @@ static void check(const char *name, const char *file)
     ro.router_logits = 1;
     Recorder *rec = NULL;
     assert_int_equal(rec_open("test", &ro, m, path, &rec), 0);
-    EngCtxParams cp = { 256, 2, 0 };
+    EngCtxParams cp = { .n_ctx = 256, .n_threads = 2, .n_batch = 0 };
     EngCtx *c = eng_ctx_new(m, &cp, &err);
     GenSettings gs;
     gen_settings_default(&gs);

@@ -73,7 +73,7 @@ static void close_fx(Fx *f)
 static void eval(Fx *f, int ci, const EngIv *ivs, int n_ivs, int n_gen, float *logits_out)
 {
     EngErr err = { 0 };
-    EngCtxParams cp = { 256, 2, 64 };
+    EngCtxParams cp = { .n_ctx = 256, .n_threads = 2, .n_batch = 64 };
     EngCtx *c = eng_ctx_new(f->m, &cp, &err);
     assert_non_null(c);
     memset(cap, 0, sizeof cap);

@@ -188,7 +188,7 @@ int tui_cmd_eval(int argc, char **argv)
         goto out;
     }
     EngErr err = { 0 };
-    EngCtxParams cp = { o.gs.n_ctx, o.gs.n_threads, 0 };
+    EngCtxParams cp = { .n_ctx = o.gs.n_ctx, .n_threads = o.gs.n_threads, .qact = o.qact };
     if (!(c = eng_ctx_new(m, &cp, &err))) {
         fprintf(stderr, "moescope eval: %s\n", err.msg);
         goto out;
@@ -334,7 +334,7 @@ int tui_cmd_ppl(int argc, char **argv)
     }
     const EngInfo *I = eng_model_info(m);
     EngErr err = { 0 };
-    EngCtxParams cp = { o.gs.n_ctx, o.gs.n_threads, 0 };
+    EngCtxParams cp = { .n_ctx = o.gs.n_ctx, .n_threads = o.gs.n_threads, .qact = o.qact };
     if (!(c = eng_ctx_new(m, &cp, &err))) {
         fprintf(stderr, "moescope ppl: %s\n", err.msg);
         goto out;

@@ -93,7 +93,7 @@ int tui_cmd_run(int argc, char **argv)
         goto done;
     }
     EngErr err = { 0 };
-    EngCtxParams cp = { o.gs.n_ctx, o.gs.n_threads, 0 };
+    EngCtxParams cp = { .n_ctx = o.gs.n_ctx, .n_threads = o.gs.n_threads, .qact = o.qact };
     c = eng_ctx_new(m, &cp, &err);
     if (!c) {
         fprintf(stderr, "moescope run: %s\n", err.msg);

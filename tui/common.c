@@ -51,6 +51,8 @@ const char *tui_genopts_help =
     "                      tokenizer.chat_template: ChatML, Harmony, GLM-4, Llama-3,\n"
     "                      Mistral, Phi-3); --system TEXT adds a system message\n"
     "  --ctx N             context size (default: min(trained, 4096))\n"
+    "  --qact              quantize activations for Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/MXFP4\n"
+    "                      weights as llama.cpp does (faster; its arithmetic)\n"
     "  -t N                threads (default 2)\n";
 
 void tui_genopts_init(GenOpts *o)
@@ -128,6 +130,8 @@ int tui_genopts_parse(const char *cmd, GenOpts *o, int argc, char **argv, int *i
         o->gs.parse_special = 1;
     } else if (!strcmp(a, "--chat")) {
         o->chat = 1;
+    } else if (!strcmp(a, "--qact")) {
+        o->qact = 1;
     } else if (!strcmp(a, "--system")) {
         VAL();
         o->system = v;

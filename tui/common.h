@@ -26,6 +26,7 @@ typedef struct {
     long route_top_p_cap;
     const char *scope;
     int chat;                  /* --chat: wrap prompts in the model's format */
+    int qact;                  /* --qact: llama.cpp's quantized activations */
     const char *system;        /* --system TEXT */
     GenSettings gs;
 } GenOpts;
