@@ -141,7 +141,7 @@ typedef struct {
 #define MM_RB 32        /* weight rows dequantized per sgemm block */
 #define MM_BLAS_MIN 6   /* tokens from which sgemm beats row-by-row dots */
 
-static void mm_rows(EngCtx *c, const MmSpec *s, int64_t r0, int64_t r1, int ith)
+static void mm_rows(EngCtx *c, const MmSpec *s, int64_t r0, int64_t r1, int tid)
 {
     const Mat *W = s->W;
     int64_t nc = W->ncols;
@@ -164,7 +164,7 @@ static void mm_rows(EngCtx *c, const MmSpec *s, int64_t r0, int64_t r1, int ith)
             s->Y[r] = dot(W->data + (uint64_t)r * W->row_bytes, s->X, nb);
         return;
     }
-    float *buf = c->dq + (size_t)ith * (size_t)c->dq_w * MM_RB;
+    float *buf = c->dq + (size_t)tid * (size_t)c->dq_w * MM_RB;
     if (s->n < MM_BLAS_MIN) {
         EngQDotFn dotf = K->dot[QT_F32];
         for (int64_t r = r0; r < r1; r++) {
@@ -196,7 +196,7 @@ static void mm_rows(EngCtx *c, const MmSpec *s, int64_t r0, int64_t r1, int ith)
 
 static int64_t spec_row_cost(const MmSpec *s) { return (int64_t)s->n * s->W->ncols; }
 
-static void mm_task(void *arg, int ith, int nth)
+static void mm_task(void *arg, int ith, int nth, int tid)
 {
     MmJob *j = arg;
     int64_t lo = j->total * ith / nth, hi = j->total * (ith + 1) / nth;
@@ -209,7 +209,7 @@ static void mm_task(void *arg, int ith, int nth)
             int64_t a = lo > base ? (lo - base + rc - 1) / rc : 0;
             int64_t b = hi < base + cost ? (hi - base + rc - 1) / rc : s->W->nrows;
             if (a < b)
-                mm_rows(j->c, s, a, b, ith);
+                mm_rows(j->c, s, a, b, tid);
         }
         base += cost;
     }
@@ -256,6 +256,20 @@ static void mm_quantize(EngCtx *c, MmSpec *s, int ns)
     }
 }
 
+/* Chunks for a job of the given cost: several per thread (so a thread that
+** loses its core holds up only a small piece), none too small to pay for
+** taking it. */
+static int mm_chunks(const EngCtx *c, int64_t total)
+{
+    int64_t n = total / 131072;
+    int64_t max = 4 * (int64_t)c->n_threads;
+    if (n > max)
+        n = max;
+    if (n < c->n_threads)
+        n = c->n_threads;
+    return (int)n;
+}
+
 static void mm_multi(EngCtx *c, MmSpec *s, int ns)
 {
     if (c->qact)
@@ -268,9 +282,9 @@ static void mm_multi(EngCtx *c, MmSpec *s, int ns)
         j.total += spec_row_cost(&s[i]) * s[i].W->nrows;
     /* below ~25 us of work a dispatch costs more than it saves */
     if (j.total < 262144 || c->n_threads == 1)
-        mm_task(&j, 0, 1);
+        mm_task(&j, 0, 1, 0);
     else
-        eng_pool_run(c->pool, mm_task, &j);
+        eng_pool_run(c->pool, mm_task, &j, mm_chunks(c, j.total));
 }
 
 static void matmul(EngCtx *c, const Mat *W, const float *X, int n, int ldx, float *Y, int ldy)
@@ -344,7 +358,7 @@ static int att_lo(const EngModel *m, const Layer *ly, int p)
 }
 
 /* One token at a time (decode, small batches): work items are (token, head). */
-static void att_task(void *arg, int ith, int nth)
+static void att_task(void *arg, int ith, int nth, int tid)
 {
     AttJob *j = arg;
     EngCtx *c = j->c;
@@ -355,7 +369,7 @@ static void att_task(void *arg, int ith, int nth)
     int mla = I->arch == ENG_ARCH_DEEPSEEK2;
     const float *kc = c->kc + (size_t)j->il * (size_t)c->n_ctx * (size_t)c->kv_k;
     const float *vc = c->vc + (size_t)j->il * (size_t)c->n_ctx * (size_t)c->kv_v;
-    float *sc = c->sc + (size_t)ith * (size_t)c->sc_w;
+    float *sc = c->sc + (size_t)tid * (size_t)c->sc_w;
     int total = j->B * H;
     for (int w = ith; w < total; w += nth) {
         int t = w / H, h = w % H;
@@ -379,7 +393,7 @@ static void att_task(void *arg, int ith, int nth)
 
 /* Prompt batches: per head, scores = Q K^T and output = softmax(scores) V as
 ** two sgemm calls over blocks of rows that fit the per-thread scratch. */
-static void att_task_gemm(void *arg, int ith, int nth)
+static void att_task_gemm(void *arg, int ith, int nth, int tid)
 {
     AttJob *j = arg;
     EngCtx *c = j->c;
@@ -390,7 +404,7 @@ static void att_task_gemm(void *arg, int ith, int nth)
     int mla = I->arch == ENG_ARCH_DEEPSEEK2;
     const float *kc = c->kc + (size_t)j->il * (size_t)c->n_ctx * (size_t)c->kv_k;
     const float *vc = c->vc + (size_t)j->il * (size_t)c->n_ctx * (size_t)c->kv_v;
-    float *S = c->sc + (size_t)ith * (size_t)c->sc_w;
+    float *S = c->sc + (size_t)tid * (size_t)c->sc_w;
     int P = j->pos0 + j->B;
     int rows = (int)(c->sc_w / (size_t)P);
     if (rows < 1)
@@ -536,9 +550,9 @@ static void attention(EngCtx *c, const Layer *ly, int il, int B, int pos0)
     AttJob j = { c, il, B, pos0, ly };
     EngPoolFn fn = B >= 4 ? att_task_gemm : att_task;
     if ((long)B * (pos0 + B) * I->n_head * I->head_dim_k < 65536 || c->n_threads == 1)
-        fn(&j, 0, 1);
+        fn(&j, 0, 1, 0);
     else
-        eng_pool_run(c->pool, fn, &j);
+        eng_pool_run(c->pool, fn, &j, B >= 4 ? I->n_head : 2 * c->n_threads);
     matmul(c, &ly->wo, c->att, B, I->n_head * I->head_dim_v, c->ffo, I->n_embd);
     for (int t = 0; t < B; t++)
         add_bias(c->ffo + (size_t)t * (size_t)I->n_embd, &ly->bo, I->n_embd);
