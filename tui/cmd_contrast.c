@@ -6,6 +6,7 @@
 ** top experts into a --disable (or --force) list for run, eval or ppl.
 */
 #include "tui/cmds.h"
+#include "tui/opts.h"
 #include "analysis/an.h"
 #include "db/db.h"
 
@@ -30,15 +31,6 @@ static void usage(FILE *f)
         "  --emit-interventions  print the top experts more active in A as\n"
         "                 --disable L:E,... (with --force: --force L:E,...) instead of\n"
         "                 the table\n");
-}
-
-static const char *value(int argc, char **argv, int *i)
-{
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "moescope contrast: option %s needs a value\n", argv[*i]);
-        return NULL;
-    }
-    return argv[++*i];
 }
 
 /* A non-negative integer option value in 0..max, or -1 with a message. */
@@ -67,28 +59,28 @@ int tui_cmd_contrast(int argc, char **argv)
             usage(stdout);
             return 0;
         } else if (!strcmp(a, "--db")) {
-            if (!(db_path = value(argc, argv, &i)))
+            if (!(db_path = opt_value("contrast", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--a")) {
-            if (!(tag_a = value(argc, argv, &i)))
+            if (!(tag_a = opt_value("contrast", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--b")) {
-            if (!(tag_b = value(argc, argv, &i)))
+            if (!(tag_b = opt_value("contrast", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--top")) {
-            if (!(v = value(argc, argv, &i)) || (top = nonneg("--top", v, 1 << 30)) < 0)
+            if (!(v = opt_value("contrast", argc, argv, &i)) || (top = nonneg("--top", v, 1 << 30)) < 0)
                 return 2;
         } else if (!strcmp(a, "--min-count")) {
-            if (!(v = value(argc, argv, &i)) || (x = nonneg("--min-count", v, INT64_MAX)) < 0)
+            if (!(v = opt_value("contrast", argc, argv, &i)) || (x = nonneg("--min-count", v, INT64_MAX)) < 0)
                 return 2;
             p.min_count = x;
         } else if (!strcmp(a, "--perm")) {
-            if (!(v = value(argc, argv, &i)) || (x = nonneg("--perm", v, 100000000)) < 0)
+            if (!(v = opt_value("contrast", argc, argv, &i)) || (x = nonneg("--perm", v, 100000000)) < 0)
                 return 2;
             p.n_perm = (int)x;
         } else if (!strcmp(a, "--seed")) {
             char *end = NULL;
-            if (!(v = value(argc, argv, &i)))
+            if (!(v = opt_value("contrast", argc, argv, &i)))
                 return 2;
             errno = 0;
             unsigned long long sd = strtoull(v, &end, 10);
@@ -98,7 +90,7 @@ int tui_cmd_contrast(int argc, char **argv)
             }
             p.seed = sd;
         } else if (!strcmp(a, "--split")) {
-            if (!(v = value(argc, argv, &i)))
+            if (!(v = opt_value("contrast", argc, argv, &i)))
                 return 2;
             p.split = -1;
             for (int s = 0; s < AN_NSPLIT; s++)
@@ -113,7 +105,7 @@ int tui_cmd_contrast(int argc, char **argv)
         } else if (!strcmp(a, "--force")) {
             force = 1;
         } else if (!strcmp(a, "--format")) {
-            if (!(fmt_s = value(argc, argv, &i)))
+            if (!(fmt_s = opt_value("contrast", argc, argv, &i)))
                 return 2;
         } else {
             fprintf(stderr, "moescope contrast: unknown argument '%s'\n", a);

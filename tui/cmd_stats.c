@@ -5,6 +5,7 @@
 ** tokens per expert; with --pairs also co-activation and transitions.
 */
 #include "tui/cmds.h"
+#include "tui/opts.h"
 #include "analysis/an.h"
 #include "db/db.h"
 
@@ -32,15 +33,6 @@ static void usage(FILE *f)
         "every statistic is given for all, prompt and generated positions\n");
 }
 
-static const char *value(int argc, char **argv, int *i)
-{
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "moescope stats: option %s needs a value\n", argv[*i]);
-        return NULL;
-    }
-    return argv[++*i];
-}
-
 /* A positive integer option value, or -1 with a message naming it. */
 static long long pos_int(const char *opt, const char *v, long long max)
 {
@@ -65,16 +57,16 @@ int tui_cmd_stats(int argc, char **argv)
             usage(stdout);
             return 0;
         } else if (!strcmp(a, "--db")) {
-            if (!(db_path = value(argc, argv, &i)))
+            if (!(db_path = opt_value("stats", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--run")) {
-            if (!(v = value(argc, argv, &i)) || (run = pos_int("--run", v, INT64_MAX)) < 0)
+            if (!(v = opt_value("stats", argc, argv, &i)) || (run = pos_int("--run", v, INT64_MAX)) < 0)
                 return 2;
         } else if (!strcmp(a, "--tag")) {
-            if (!(tag = value(argc, argv, &i)))
+            if (!(tag = opt_value("stats", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--format")) {
-            if (!(fmt_s = value(argc, argv, &i)))
+            if (!(fmt_s = opt_value("stats", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--routes")) {
             p.want_routes = 1;
@@ -82,12 +74,12 @@ int tui_cmd_stats(int argc, char **argv)
             p.want_pairs = 1;
         } else if (!strcmp(a, "--min-occ")) {
             long long x;
-            if (!(v = value(argc, argv, &i)) || (x = pos_int("--min-occ", v, 1 << 30)) < 0)
+            if (!(v = opt_value("stats", argc, argv, &i)) || (x = pos_int("--min-occ", v, 1 << 30)) < 0)
                 return 2;
             p.min_occ = (int)x;
         } else if (!strcmp(a, "--top-tokens")) {
             long long x;
-            if (!(v = value(argc, argv, &i)) || (x = pos_int("--top-tokens", v, 1000)) < 0)
+            if (!(v = opt_value("stats", argc, argv, &i)) || (x = pos_int("--top-tokens", v, 1000)) < 0)
                 return 2;
             p.n_top_tok = (int)x;
         } else {
