@@ -28,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* One matrix product of a fused batch: Y[t][r] = W_r . X[t], t < n. */
 typedef struct {
@@ -794,6 +796,24 @@ void eng_ctx_free(EngCtx *c)
     free(c);
 }
 
+/* Map the weights in before the first forward pass: faulting 4 KB pages in
+** one by one during decode costs more than the arithmetic on a multi-GB
+** model.  Only when the file fits comfortably in RAM (else the kernel pages
+** it in as needed); failure is harmless (an older kernel). */
+static void prefault_weights(const EngModel *m)
+{
+    if (!m->g->map || m->g->map_size == 0)
+        return;
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || psz <= 0 || (double)m->g->map_size > 0.5 * (double)pages * (double)psz)
+        return;
+#ifdef MADV_POPULATE_READ
+    if (madvise(m->g->map, (size_t)m->g->map_size, MADV_POPULATE_READ) == 0)
+        return;
+#endif
+    madvise(m->g->map, (size_t)m->g->map_size, MADV_WILLNEED);
+}
+
 EngCtx *eng_ctx_new(const EngModel *m, const EngCtxParams *p, EngErr *err)
 {
     EngCtx *c = calloc(1, sizeof *c);
@@ -818,6 +838,7 @@ EngCtx *eng_ctx_new(const EngModel *m, const EngCtxParams *p, EngErr *err)
         eng_ctx_free(c);
         return NULL;
     }
+    prefault_weights(m);
     c->kern = eng_qkernels_merged(eng_qlevel_best());
     /* our threads split the work; OpenBLAS must not add its own */
     openblas_set_num_threads(1);
