@@ -282,7 +282,16 @@ static const char schema_v2[] =
     "  l.n AS n, l.w AS w, l.n_prompt AS n_prompt, l.w_prompt AS w_prompt"
     " FROM load l JOIN runs r ON r.id = l.run WHERE r.status = 'complete';";
 
-static const char *const migrations[DB_SCHEMA_VERSION] = { schema_v1, schema_v2 };
+/* Version 3: where a run's routes come from.  NULL = recorded by moescope's
+** engine; otherwise "<engine>:<trace path>" of an imported trace (e.g.
+** "vllm:/data/dsv3-trace", "moetrace:/data/trace.jsonl").  Runs imported
+** under version 2 (flag 4 = imported) are known to be imported but not from
+** where: they get "moetrace", so that source IS NULL means "our engine". */
+static const char schema_v3[] =
+    "ALTER TABLE runs ADD COLUMN source TEXT;"
+    "UPDATE runs SET source = 'moetrace' WHERE flags & 4;";
+
+static const char *const migrations[DB_SCHEMA_VERSION] = { schema_v1, schema_v2, schema_v3 };
 
 DbStatus db_schema_migrate(sqlite3 *h, int from, int to, DbErr *err)
 {

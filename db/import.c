@@ -752,6 +752,22 @@ static DbStatus register_model(Db *db, DbTrace *t, int64_t *id, int *created, Db
     return DB_OK;
 }
 
+/* runs.source of the trace's runs: meta.json's source ("moetrace" when it
+** is empty), a colon, and the trace's absolute path (as given if it can't
+** be resolved).  NULL when out of memory. */
+static char *trace_source(const DbTrace *t)
+{
+    char *abs = realpath(t->path, NULL);
+    const char *path = abs ? abs : t->path;
+    const char *eng = t->source && *t->source ? t->source : "moetrace";
+    size_t n = strlen(eng) + 1 + strlen(path) + 1;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s:%s", eng, path);
+    free(abs);
+    return s;
+}
+
 typedef struct {
     Db *db;
     DbTrace *t;
@@ -761,6 +777,7 @@ typedef struct {
     int64_t first, last;    /* runs written */
     int32_t *ex;            /* k_slots, one route */
     float *w;
+    char *source;           /* runs.source: "<meta source>:<absolute path>" */
 } Writer;
 
 static DbStatus begin_run(Writer *w, const Seq *q, DbErr *err)
@@ -774,6 +791,7 @@ static DbStatus begin_run(Writer *w, const Seq *q, DbErr *err)
     ri.flags = DB_RUN_IMPORTED | (I->has_weights ? 0 : DB_RUN_NO_WEIGHTS) |
                (I->has_logits ? DB_RUN_LOGITS : 0);
     ri.greedy = 0;
+    ri.source = w->source;
     w->lg = db_log_begin(w->db, &ri, w->o->flush_every > 0 ? w->o->flush_every : 65536, err);
     if (!w->lg)
         return err ? err->status : DB_E_SQL;
@@ -856,9 +874,11 @@ DbStatus db_import(Db *db, DbTrace *t, const DbImportOpts *o, int64_t *first, in
     w.o = o;
     w.ex = malloc((size_t)I->k_slots * sizeof *w.ex);
     w.w = malloc((size_t)I->k_slots * sizeof *w.w);
-    if (!w.ex || !w.w) {
+    w.source = trace_source(t);
+    if (!w.ex || !w.w || !w.source) {
         free(w.ex);
         free(w.w);
+        free(w.source);
         return db_err_set(err, DB_E_NOMEM, "import: out of memory");
     }
     int created = 0;
@@ -925,6 +945,7 @@ DbStatus db_import(Db *db, DbTrace *t, const DbImportOpts *o, int64_t *first, in
     }
     free(w.ex);
     free(w.w);
+    free(w.source);
     return s;
 }
 

@@ -463,9 +463,9 @@ DbLog *db_log_begin(Db *db, const DbRunInfo *ri, int flush_every, DbErr *err)
     rc = sqlite3_prepare_v2(lg->h,
         "INSERT INTO runs(model, parent, tag, prompt, prompt_fmt, interventions,"
         " iv_json, seed, temp, top_p, top_k, greedy, n_predict, n_ctx, flags,"
-        " status, created_at, writer)"
+        " status, created_at, writer, source)"
         " SELECT ?1, ?2, ?3, ?4, ?5, ?6, json(?7), ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-        " ?15, 'running', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?16"
+        " ?15, 'running', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?16, ?17"
         " WHERE json_valid(?7) AND json_type(?7) = 'array'", -1, &st, NULL);
     if (rc == SQLITE_OK) {
         if (ri->parent > 0)
@@ -486,6 +486,8 @@ DbLog *db_log_begin(Db *db, const DbRunInfo *ri, int flush_every, DbErr *err)
         sqlite3_bind_int(st, 14, ri->n_ctx);
         sqlite3_bind_int(st, 15, ri->flags);
         sqlite3_bind_text(st, 16, writer, -1, SQLITE_STATIC);
+        if (ri->source)
+            sqlite3_bind_text(st, 17, ri->source, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
         if (rc == SQLITE_DONE)
             rc = SQLITE_OK;

@@ -338,7 +338,28 @@ static void test_import_trace_dense_layers_and_missing_slots_kept(void **state)
     assert_string_equal(r.prompt, "seven");
     assert_string_equal(r.model_name, "toy-moe");
     assert_string_equal(r.tag, "imp");
+    /* runs.source: the engine named in meta.json and the absolute path */
+    char *abs = realpath(dir, NULL);
+    char want_src[300];
+    snprintf(want_src, sizeof want_src, "vllm:%s", abs);
+    free(abs);
+    assert_non_null(r.source);
+    assert_string_equal(r.source, want_src);
     db_run_free(&r);
+
+    /* the runs export says where the run came from */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mf = open_memstream(&buf, &len);
+    DbSel one = { .run = first };
+    assert_int_equal(db_export(db, &one, DB_WHAT_RUNS, DB_FMT_JSONL, mf, &err), DB_OK);
+    fclose(mf);
+    char want_js[400];
+    snprintf(want_js, sizeof want_js, "\"source\":\"%s\",\"imported\":true,"
+             "\"no_weights\":false}", want_src);
+    if (!strstr(buf, want_js))
+        fail_msg("runs export lacks %s: %s", want_js, buf);
+    free(buf);
 
     /* seq 7 (run first): every route at its absolute layer, -1 slots gone */
     Routes g = { 0 };
