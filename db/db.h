@@ -385,7 +385,7 @@ typedef struct {
     void *piece_user;
     DbProgressFn progress;  /* NULL = silent */
     void *progress_user;
-    int flush_every;        /* records per DbLog batch, 0 = 65536 */
+    int flush_every;        /* records per batch (one transaction), 0 = 131072 */
 } DbImportOpts;
 
 /* Import every sequence of t as one complete run (DB_RUN_IMPORTED, plus

@@ -773,7 +773,8 @@ typedef struct {
     DbTrace *t;
     const DbImportOpts *o;
     int64_t model;
-    DbLog *lg;
+    DbLog *lg;              /* one bulk log for all the runs */
+    int in_run;             /* a run is open in lg */
     int64_t first, last;    /* runs written */
     int32_t *ex;            /* k_slots, one route */
     float *w;
@@ -792,27 +793,23 @@ static DbStatus begin_run(Writer *w, const Seq *q, DbErr *err)
                (I->has_logits ? DB_RUN_LOGITS : 0);
     ri.greedy = 0;
     ri.source = w->source;
-    w->lg = db_log_begin(w->db, &ri, w->o->flush_every > 0 ? w->o->flush_every : 65536, err);
-    if (!w->lg)
-        return err ? err->status : DB_E_SQL;
-    int64_t id = db_log_run_id(w->lg);
-    if (!w->first)
-        w->first = id;
-    w->last = id;
+    DbStatus s = db_log_bulk_run(w->lg, &ri);
+    if (s != DB_OK)
+        return db_err_set(err, s, "import: starting the run of seq %lld: %s", (long long)q->id,
+                          db_status_str(s));
+    w->in_run = 1;
     return DB_OK;
 }
 
-static DbStatus end_run(Writer *w, int ok, DbErr *err)
+static DbStatus end_run(Writer *w, DbErr *err)
 {
-    if (!w->lg)
+    if (!w->in_run)
         return DB_OK;
-    DbLog *lg = w->lg;
-    w->lg = NULL;
-    DbRunStats st = { 0 };
-    st.error = ok ? NULL : "import cancelled or failed";
-    DbErr e2 = { 0 };
-    DbStatus s = db_log_finish(lg, ok ? DB_RUN_COMPLETE : DB_RUN_FAILED, &st, ok ? err : &e2);
-    return ok ? s : DB_OK;
+    w->in_run = 0;
+    DbStatus s = db_log_bulk_end(w->lg, DB_RUN_COMPLETE, NULL);
+    if (s != DB_OK)
+        return db_err_set(err, s, "import: ending a run: %s", db_status_str(s));
+    return DB_OK;
 }
 
 static DbStatus write_row(Writer *w, const Row *r, const Seq *q, DbErr *err)
@@ -855,9 +852,8 @@ static DbStatus write_row(Writer *w, const Row *r, const Seq *q, DbErr *err)
         s = db_log_route(w->lg, &rt);
     }
     if (s != DB_OK)
-        return db_err_set(err, s, "import: writing seq %lld pos %lld into run %lld: %s",
-                          (long long)r->seq, (long long)r->pos,
-                          (long long)db_log_run_id(w->lg), db_status_str(s));
+        return db_err_set(err, s, "import: writing seq %lld pos %lld: %s", (long long)r->seq,
+                          (long long)r->pos, db_status_str(s));
     return DB_OK;
 }
 
@@ -883,6 +879,12 @@ DbStatus db_import(Db *db, DbTrace *t, const DbImportOpts *o, int64_t *first, in
     }
     int created = 0;
     DbStatus s = register_model(db, t, &w.model, &created, err);
+    if (s == DB_OK) {
+        w.lg = db_log_bulk_begin(db, w.model, o->flush_every > 0 ? o->flush_every : 131072,
+                                 err);
+        if (!w.lg)
+            s = err ? err->status : DB_E_SQL;
+    }
     Cursor c;
     int have_cursor = 0;
     if (s == DB_OK && (s = cursor_init(&c, t, err)) == DB_OK)
@@ -892,13 +894,13 @@ DbStatus db_import(Db *db, DbTrace *t, const DbImportOpts *o, int64_t *first, in
     while (s == DB_OK) {
         s = cursor_next(&c, err);
         if (s == DB_E_NOTFOUND) {
-            s = end_run(&w, 1, err);
+            s = end_run(&w, err);
             break;
         }
         if (s != DB_OK)
             break;
         if (!cur || c.row.seq != cur->id) {
-            if ((s = end_run(&w, 1, err)) != DB_OK)
+            if ((s = end_run(&w, err)) != DB_OK)
                 break;
             cur = find_seq(t, c.row.seq);
             if (!cur) {             /* the file changed since it was checked */
@@ -921,10 +923,23 @@ DbStatus db_import(Db *db, DbTrace *t, const DbImportOpts *o, int64_t *first, in
     }
     if (have_cursor)
         cursor_done(&c);
+    if (w.lg) {
+        /* write what is buffered (an open run ends as failed); a batch
+        ** that failed tells why here, in full */
+        DbErr e3 = { 0 };
+        DbStatus s3 = db_log_bulk_finish(w.lg, &w.first, &w.last, &e3);
+        if (s3 != DB_OK && s == DB_OK) {
+            s = s3;
+            if (err)
+                *err = e3;
+        } else if (s3 != DB_OK && s != DB_E_ARG && err) {
+            size_t n = strlen(err->msg);
+            snprintf(err->msg + n, sizeof err->msg - n, " (%s)", e3.msg);
+        }
+    }
     if (s == DB_OK && o->progress)
         o->progress(o->progress_user, done, I->n_tokens);
     if (s != DB_OK) {
-        end_run(&w, 0, NULL);
         if (w.first) {
             DbErr e2 = { 0 };
             if (db_import_discard(db, w.first, w.last, &e2) != DB_OK && err) {
