@@ -66,6 +66,12 @@ DbStatus db_log_bulk_run(DbLog *lg, const DbRunInfo *ri);
 DbStatus db_log_bulk_end(DbLog *lg, DbRunStatus status, const DbRunStats *st);
 DbStatus db_log_bulk_finish(DbLog *lg, int64_t *first, int64_t *last, DbErr *err);
 
+/* WAL frames after a commit of lg from which the checkpointer is asked for
+** a pass / the flusher waits for it (db/log.c; defaults 1024 and 8192).
+** For tests that want checkpoints to run all the time.  Call right after
+** db_log_begin / db_log_bulk_begin. */
+void db_log_set_checkpoints(DbLog *lg, int start_frames, int wait_frames);
+
 /* ---- blob codecs (little-endian, see db/README.md) --------------------- */
 
 static inline int db_host_le(void)

@@ -144,6 +144,7 @@ struct DbLog {
     int ck_made;            /* ck_mu and ck_cv initialised */
     int64_t ck_req, ck_done;    /* passes asked for / finished */
     int ck_quit, ck_dead;   /* stop; its connection failed (checkpoint inline) */
+    int ck_start, ck_wait;  /* WAL frames: ask for a pass / wait for it */
     DbErr ferr;             /* the flush error (under mu) */
 
     /* prepared statements on h */
@@ -211,6 +212,12 @@ static void batch_reset(Batch *b)
 #define CK_START 1024
 #define CK_WAIT 8192
 
+void db_log_set_checkpoints(DbLog *lg, int start_frames, int wait_frames)
+{
+    lg->ck_start = start_frames > 0 ? start_frames : CK_START;
+    lg->ck_wait = wait_frames > lg->ck_start ? wait_frames : 8 * lg->ck_start;
+}
+
 static int wal_hook(void *user, sqlite3 *h, const char *db_name, int n_frames)
 {
     DbLog *lg = user;
@@ -254,7 +261,7 @@ static void *checkpointer(void *arg)
 static void after_commit(DbLog *lg)
 {
     int frames = atomic_load(&lg->wal_frames);
-    if (frames < CK_START)
+    if (frames < lg->ck_start)
         return;
     if (!lg->ck_made) {
         if (pthread_mutex_init(&lg->ck_mu, NULL) != 0)
@@ -276,13 +283,13 @@ static void after_commit(DbLog *lg)
     }
     int64_t mine = ++lg->ck_req;
     pthread_cond_broadcast(&lg->ck_cv);
-    if (frames >= CK_WAIT)
+    if (frames >= lg->ck_wait)
         while (lg->ck_done < mine)
             pthread_cond_wait(&lg->ck_cv, &lg->ck_mu);
     pthread_mutex_unlock(&lg->ck_mu);
     return;
 inline_ck:
-    if (frames >= CK_WAIT / 8)
+    if (frames >= lg->ck_wait / 8)
         sqlite3_wal_checkpoint_v2(lg->h, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 }
 
@@ -831,6 +838,8 @@ static DbLog *log_open(Db *db, int64_t model, int flush_every, const char *who, 
     }
     lg->flush_every = flush_every > 0 ? flush_every : 16384;
     lg->pending = -1;
+    lg->ck_start = CK_START;
+    lg->ck_wait = CK_WAIT;
     db_writer_id(lg->writer, sizeof lg->writer);
     int version = 0;
     lg->h = db_connect(db->path, db->flags & ~DB_OPEN_CREATE, &version, err);
