@@ -93,7 +93,7 @@ typedef struct {
 } LoadCell;
 
 /* Routes per multi-row INSERT (capped by the connection's variable limit:
-** 1 + 9 × rows parameters). */
+** 10 × rows parameters). */
 #define ROUTE_ROWS 128
 
 typedef struct {
@@ -394,8 +394,10 @@ static int write_routes(DbLog *lg, const uint8_t *const *rec, int n)
 {
     int rc = SQLITE_OK, i = 0;
     if (lg->ins_routes && n == lg->route_rows) {
-        for (; i < n; i++)
-            bind_route(lg, lg->ins_routes, 1 + 9 * i, rec[i]);
+        for (; i < n; i++) {
+            sqlite3_bind_int64(lg->ins_routes, 1 + 10 * i, lg->run);
+            bind_route(lg, lg->ins_routes, 1 + 10 * i, rec[i]);
+        }
         rc = sqlite3_step(lg->ins_routes);
         sqlite3_reset(lg->ins_routes);
         return rc == SQLITE_DONE ? SQLITE_OK : rc;
@@ -416,8 +418,6 @@ static void bind_run_id(DbLog *lg, int64_t id)
     lg->run = id;
     sqlite3_bind_int64(lg->ins_tok, 1, id);
     sqlite3_bind_int64(lg->ins_route, 1, id);
-    if (lg->ins_routes)
-        sqlite3_bind_int64(lg->ins_routes, 1, id);
     sqlite3_bind_int64(lg->ins_load, 1, id);
 }
 
@@ -748,11 +748,12 @@ static int prepare_all(DbLog *lg)
             " scores, logits, shared_gate) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             -1, SQLITE_PREPARE_PERSISTENT, &lg->ins_route, NULL);
     if (rc == SQLITE_OK) {
-        /* VALUES(?1, ?2..?10), (?1, ?11..?19), ...: the run id is shared */
+        /* VALUES(?,?,...), (?,?,...), ...: ten anonymous parameters per row
+        ** (numbered ones cost a linear lookup each while preparing) */
         int rows = ROUTE_ROWS;
         int max_var = sqlite3_limit(lg->h, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
-        if (1 + 9 * rows > max_var)
-            rows = (max_var - 1) / 9;
+        if (10 * rows > max_var)
+            rows = max_var / 10;
         lg->route_rows = rows > 1 ? rows : 1;
         if (rows > 1) {
             size_t cap = 160 + (size_t)rows * 64;
@@ -762,13 +763,9 @@ static int prepare_all(DbLog *lg)
             size_t n = (size_t)snprintf(sql, cap,
                 "INSERT INTO routes(run, pos, layer, is_prompt, k, experts, weights,"
                 " scores, logits, shared_gate) VALUES");
-            for (int r = 0; r < rows; r++) {
-                int b = 1 + 9 * r;
-                n += (size_t)snprintf(sql + n, cap - n,
-                                      "%s(?1,?%d,?%d,?%d,?%d,?%d,?%d,?%d,?%d,?%d)",
-                                      r ? "," : "", b + 1, b + 2, b + 3, b + 4, b + 5,
-                                      b + 6, b + 7, b + 8, b + 9);
-            }
+            for (int r = 0; r < rows; r++)
+                n += (size_t)snprintf(sql + n, cap - n, "%s(?,?,?,?,?,?,?,?,?,?)",
+                                      r ? "," : "");
             rc = sqlite3_prepare_v3(lg->h, sql, -1, SQLITE_PREPARE_PERSISTENT,
                                     &lg->ins_routes, NULL);
             free(sql);
@@ -808,7 +805,7 @@ static int prepare_all(DbLog *lg)
 ** changes for readers.  Failing to set them is not an error. */
 static void tune_writer(DbLog *lg)
 {
-    sqlite3_exec(lg->h, "PRAGMA cache_size = -65536", NULL, NULL, NULL);
+    sqlite3_exec(lg->h, "PRAGMA cache_size = -32768", NULL, NULL, NULL);
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA journal_size_limit = %d", (CK_WAIT + CK_START) * 16384);
     sqlite3_exec(lg->h, sql, NULL, NULL, NULL);
@@ -889,10 +886,8 @@ static DbLog *log_open(Db *db, int64_t model, int flush_every, const char *who, 
     ** no page faults) on the caller's path once logging runs */
     size_t want = (size_t)lg->flush_every * (8 + sizeof(RouteRec) + 48);
     for (int i = 0; i < 2; i++) {
-        if (batch_reserve(&lg->b[i], want)) {
-            memset(lg->b[i].a, 0, want);
+        if (batch_reserve(&lg->b[i], want))
             batch_reset(&lg->b[i]);
-        }
     }
     return lg;
 fail:
