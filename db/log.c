@@ -151,6 +151,8 @@ struct DbLog {
     /* prepared statements on h */
     sqlite3_stmt *ins_tok, *ins_route, *ins_load, *upd_progress, *upd_end, *ins_run;
     sqlite3_stmt *ins_routes;       /* route_rows rows at once */
+    sqlite3_stmt *ins_routes_lean;  /* the same without scores, logits and
+                                       shared_gate (left NULL) */
     int route_rows;
     int stored_prompt, stored_gen;  /* tokens committed (flusher/finish) */
     double last_hand_off;           /* monotonic seconds */
@@ -433,6 +435,32 @@ static void bind_route(const DbLog *lg, sqlite3_stmt *st, int base, const uint8_
 static int write_routes(DbLog *lg, const uint8_t *const *rec, int n)
 {
     int rc = SQLITE_OK, i = 0;
+    int lean = lg->ins_routes_lean && n == lg->route_rows;
+    for (int j = 0; j < n && lean; j++) {
+        RouteRec r;
+        memcpy(&r, rec[j], sizeof r);
+        lean = !r.has && isnan(r.shared_gate);
+    }
+    if (lean) {
+        /* ?1 = run, then 6 per row: pos, layer, is_prompt, k, experts, weights */
+        sqlite3_stmt *st = lg->ins_routes_lean;
+        sqlite3_bind_int64(st, 1, lg->run);
+        for (; i < n; i++) {
+            RouteRec r;
+            memcpy(&r, rec[i], sizeof r);
+            const uint8_t *q = rec[i] + sizeof r;
+            int b = 2 + 6 * i, ne = r.k * lg->width;
+            sqlite3_bind_int(st, b, r.pos);
+            sqlite3_bind_int(st, b + 1, r.layer);
+            sqlite3_bind_int(st, b + 2, r.is_prompt);
+            sqlite3_bind_int(st, b + 3, r.k);
+            sqlite3_bind_blob(st, b + 4, q, ne, SQLITE_STATIC);
+            sqlite3_bind_blob(st, b + 5, q + ne, r.k * 4, SQLITE_STATIC);
+        }
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
     if (lg->ins_routes && n == lg->route_rows) {
         for (; i < n; i++) {
             sqlite3_bind_int64(lg->ins_routes, 1 + 10 * i, lg->run);
@@ -760,6 +788,7 @@ static void log_free(DbLog *lg)
     sqlite3_finalize(lg->ins_tok);
     sqlite3_finalize(lg->ins_route);
     sqlite3_finalize(lg->ins_routes);
+    sqlite3_finalize(lg->ins_routes_lean);
     sqlite3_finalize(lg->ins_load);
     sqlite3_finalize(lg->upd_progress);
     sqlite3_finalize(lg->upd_end);
@@ -808,6 +837,16 @@ static int prepare_all(DbLog *lg)
                                       r ? "," : "");
             rc = sqlite3_prepare_v3(lg->h, sql, -1, SQLITE_PREPARE_PERSISTENT,
                                     &lg->ins_routes, NULL);
+            /* routes without scores, logits, shared gate (most of them):
+            ** 6 parameters per row and the run id once as ?1 (one numbered
+            ** parameter is cheap to prepare) */
+            n = (size_t)snprintf(sql, cap, "INSERT INTO routes(run, pos, layer, is_prompt, k,"
+                                 " experts, weights) VALUES");
+            for (int r = 0; r < rows; r++)
+                n += (size_t)snprintf(sql + n, cap - n, "%s(?1,?,?,?,?,?,?)", r ? "," : "");
+            if (rc == SQLITE_OK)
+                rc = sqlite3_prepare_v3(lg->h, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                        &lg->ins_routes_lean, NULL);
             free(sql);
         }
     }

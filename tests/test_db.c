@@ -258,6 +258,23 @@ static void test_db_roundtrip_tokens_routes_load_equal_written(void **state)
     assert_int_equal(c.n_bad, 0);
     assert_true(c.max_diff == 0.0f);
 
+    /* default batches: routes go through the multi-row INSERT (128 rows a
+    ** statement), with scores, logits and shared gates, or without scores
+    ** and logits; both read back exactly */
+    for (int f = 0; f < 2; f++) {
+        int flags = f ? 0 : DB_RUN_SCORES | DB_RUN_LOGITS;
+        int64_t r3 = log_run(db, m, "rt3", 9 + (uint64_t)f, n, n_prompt, flags, 0);
+        Check c3 = { .seed = 9 + (uint64_t)f, .n = n, .n_prompt = n_prompt, .flags = flags };
+        assert_int_equal(db_routes(db, r3, 0, -1, -1, check_route, &c3, &err), DB_OK);
+        assert_int_equal(c3.seen, n * NL);
+        assert_int_equal(c3.n_bad, 0);
+        assert_true(c3.max_diff == 0.0f);
+        c3.seen = 0;
+        assert_int_equal(db_tokens(db, r3, check_token, &c3, &err), DB_OK);
+        assert_int_equal(c3.seen, n);
+        assert_int_equal(c3.n_bad, 0);
+    }
+
     /* the route of one token through all layers */
     c.seen = 0;
     assert_int_equal(db_routes(db, run, 100, 100, -1, check_route, &c, &err), DB_OK);
