@@ -595,6 +595,13 @@ Db *db_open(const char *path, int flags, DbErr *err)
         db_err_set(err, DB_E_NOMEM, "db_open '%s': out of memory", path);
         return NULL;
     }
+    if (pthread_mutex_init(&db->mu, NULL) != 0) {
+        free(db);
+        free(p);
+        sqlite3_close(h);
+        db_err_set(err, DB_E_NOMEM, "db_open '%s': cannot create a mutex", path);
+        return NULL;
+    }
     db->h = h;
     db->path = p;
     db->flags = flags;
@@ -640,6 +647,9 @@ void db_close(Db *db)
     if (!db)
         return;
     sqlite3_close(db->h);
+    free(db->spare[0]);
+    free(db->spare[1]);
+    pthread_mutex_destroy(&db->mu);
     free(db->path);
     free(db);
 }

@@ -8,6 +8,7 @@
 
 #include "db/db.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <string.h>
 
@@ -15,6 +16,12 @@ struct Db {
     sqlite3 *h;
     char *path;
     int flags;              /* DB_OPEN_* */
+    /* batch buffers of finished logs, for the next log on this Db: its
+    ** appends then write to pages already mapped (db/log.c); under mu, as
+    ** logs may run on other threads than the Db's */
+    pthread_mutex_t mu;
+    void *spare[2];
+    size_t spare_cap[2];
 };
 
 /* Busy timeout of every connection, milliseconds. */

@@ -49,7 +49,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 
 typedef struct {
@@ -92,6 +91,9 @@ typedef struct {
     int64_t n, n_p;
     double w, w_p;
 } LoadCell;
+
+/* Largest batch buffer a finished log leaves on its Db for the next one. */
+#define SPARE_MAX (4u << 20)
 
 /* Routes per multi-row INSERT (capped by the connection's variable limit:
 ** 10 × rows parameters). */
@@ -136,6 +138,7 @@ struct DbLog {
     /* the checkpointer: a thread with its own connection that copies the
     ** WAL into the database file while the flusher goes on writing */
     char *path;             /* the database, for its connection */
+    Db *db;                 /* for its spare batch buffers */
     int db_flags;
     atomic_int wal_frames;  /* frames in the WAL after our last commit */
     pthread_t ck_th;
@@ -171,38 +174,9 @@ static double mono_s(void)
 
 /* ---- arena ------------------------------------------------------------- */
 
-/* Batch memory is mapped with its pages populated up front: the caller's
-** appends never take a page fault (on a VM each fault is an exit to the
-** hypervisor, ~10x the cost of the append itself), whatever the allocator
-** would do with a freed buffer of this size.  Sanitizer builds use malloc so
-** that a write past a batch is caught. */
-#if defined(__SANITIZE_ADDRESS__)
-#define ARENA_MALLOC 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ARENA_MALLOC 1
-#endif
-#endif
-
-static uint8_t *arena_map(size_t cap)
-{
-#ifdef ARENA_MALLOC
-    return malloc(cap);
-#else
-    void *a = mmap(NULL, cap, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    return a == MAP_FAILED ? NULL : a;
-#endif
-}
-
 static void batch_free(Batch *b)
 {
-#ifdef ARENA_MALLOC
     free(b->a);
-#else
-    if (b->a)
-        munmap(b->a, b->cap);
-#endif
     b->a = NULL;
     b->cap = 0;
 }
@@ -214,12 +188,9 @@ static uint8_t *batch_reserve(Batch *b, size_t need)
         size_t cap = b->cap ? b->cap : 1 << 16;
         while (cap < b->n + need)
             cap *= 2;
-        uint8_t *a = arena_map(cap);
+        uint8_t *a = realloc(b->a, cap);
         if (!a)
             return NULL;
-        if (b->n)
-            memcpy(a, b->a, b->n);
-        batch_free(b);
         b->a = a;
         b->cap = cap;
     }
@@ -303,7 +274,7 @@ static void *checkpointer(void *arg)
 static void after_commit(DbLog *lg)
 {
     int frames = atomic_load(&lg->wal_frames);
-    if (frames < lg->ck_start)
+    if (!lg->bulk || frames < lg->ck_start)
         return;
     if (!lg->ck_made) {
         if (pthread_mutex_init(&lg->ck_mu, NULL) != 0)
@@ -796,6 +767,18 @@ static void log_free(DbLog *lg)
     stop_checkpointer(lg);
     sqlite3_close(lg->h);
     free(lg->path);
+    /* engine-sized batch buffers go back to the Db for the next log */
+    if (lg->db) {
+        pthread_mutex_lock(&lg->db->mu);
+        for (int i = 0; i < 2; i++) {
+            if (lg->b[i].a && lg->b[i].cap <= SPARE_MAX && !lg->db->spare[i]) {
+                lg->db->spare[i] = lg->b[i].a;
+                lg->db->spare_cap[i] = lg->b[i].cap;
+                lg->b[i].a = NULL;
+            }
+        }
+        pthread_mutex_unlock(&lg->db->mu);
+    }
     batch_free(&lg->b[0]);
     batch_free(&lg->b[1]);
     free(lg->cnt);
@@ -877,13 +860,19 @@ static int prepare_all(DbLog *lg)
     return rc;
 }
 
-/* The logger's connection: a bigger page cache than readers need (the
-** right edge of the route b-tree stays in memory), no automatic checkpoint
-** (the checkpointer thread does them, see above), and a WAL file cut back
-** to the size it reaches between restarts.  All per connection: nothing
-** changes for readers.  Failing to set them is not an error. */
+/* A bulk log's connection (the importer: hundreds of millions of rows):
+** a bigger page cache than readers need (a 10 MB batch commits without
+** spilling), no automatic checkpoint (the checkpointer thread does them, see
+** above), and a WAL file cut back to the size it reaches between restarts.
+** A run's log (the engine: thousands of rows per second at most, and many
+** short runs per process in eval) keeps SQLite's automatic checkpoint on
+** its flusher: a thread and a connection more per run would cost more than
+** they save.  All per connection: nothing changes for readers.  Failing to
+** set them is not an error. */
 static void tune_writer(DbLog *lg)
 {
+    if (!lg->bulk)
+        return;
     sqlite3_exec(lg->h, "PRAGMA cache_size = -32768", NULL, NULL, NULL);
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA journal_size_limit = %d", (CK_WAIT + CK_START) * 16384);
@@ -893,7 +882,8 @@ static void tune_writer(DbLog *lg)
 
 /* A logger of model `model` with its connection, statements and
 ** aggregates, no run and no thread yet. */
-static DbLog *log_open(Db *db, int64_t model, int flush_every, const char *who, DbErr *err)
+static DbLog *log_open(Db *db, int64_t model, int flush_every, int bulk, const char *who,
+                       DbErr *err)
 {
     if (db->flags & DB_OPEN_READONLY) {
         db_err_set(err, DB_E_READONLY, "%s: database '%s' was opened read-only", who,
@@ -906,6 +896,8 @@ static DbLog *log_open(Db *db, int64_t model, int flush_every, const char *who, 
         return NULL;
     }
     lg->model = model;
+    lg->bulk = bulk;
+    lg->db = db;
     lg->db_flags = db->flags;
     lg->path = strdup(db->path);
     if (!lg->path) {
@@ -961,13 +953,6 @@ static DbLog *log_open(Db *db, int64_t model, int flush_every, const char *who, 
         db_err_sqlite(err, lg->h, rc, "preparing statements");
         goto fail;
     }
-    /* size both batches for a typical full batch up front: no growth (and
-    ** no page faults) on the caller's path once logging runs */
-    size_t want = (size_t)lg->flush_every * (8 + sizeof(RouteRec) + 48);
-    for (int i = 0; i < 2; i++) {
-        if (batch_reserve(&lg->b[i], want))
-            batch_reset(&lg->b[i]);
-    }
     return lg;
 fail:
     if (err) {
@@ -993,13 +978,32 @@ static DbStatus start_flusher(DbLog *lg, const char *who, DbErr *err)
     if (pthread_create(&lg->th, NULL, flusher, lg) != 0)
         return db_err_set(err, DB_E_NOMEM, "%s: cannot start the flusher thread", who);
     lg->th_started = 1;
+    /* size both batches for a typical full batch up front: no growth on
+    ** the caller's path once logging runs; buffers a finished log left on
+    ** the Db are taken first (their pages are mapped already, so appends
+    ** take no page faults) */
+    size_t want = (size_t)lg->flush_every * (8 + sizeof(RouteRec) + 48);
+    pthread_mutex_lock(&lg->db->mu);
+    for (int i = 0; i < 2; i++) {
+        if (lg->db->spare[i] && lg->db->spare_cap[i] >= want) {
+            lg->b[i].a = lg->db->spare[i];
+            lg->b[i].cap = lg->db->spare_cap[i];
+            lg->db->spare[i] = NULL;
+            lg->db->spare_cap[i] = 0;
+        }
+    }
+    pthread_mutex_unlock(&lg->db->mu);
+    for (int i = 0; i < 2; i++) {
+        if (batch_reserve(&lg->b[i], want))
+            batch_reset(&lg->b[i]);
+    }
     lg->last_hand_off = mono_s();
     return DB_OK;
 }
 
 DbLog *db_log_begin(Db *db, const DbRunInfo *ri, int flush_every, DbErr *err)
 {
-    DbLog *lg = log_open(db, ri->model, flush_every, "db_log_begin", err);
+    DbLog *lg = log_open(db, ri->model, flush_every, 0, "db_log_begin", err);
     if (!lg)
         return NULL;
     lg->flags = ri->flags;
@@ -1037,10 +1041,9 @@ int64_t db_log_run_id(const DbLog *lg)
 
 DbLog *db_log_bulk_begin(Db *db, int64_t model, int flush_every, DbErr *err)
 {
-    DbLog *lg = log_open(db, model, flush_every, "db_log_bulk_begin", err);
+    DbLog *lg = log_open(db, model, flush_every, 1, "db_log_bulk_begin", err);
     if (!lg)
         return NULL;
-    lg->bulk = 1;
     if (start_flusher(lg, "db_log_bulk_begin", err) != DB_OK) {
         log_free(lg);
         return NULL;
