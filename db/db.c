@@ -646,6 +646,7 @@ void db_close(Db *db)
 {
     if (!db)
         return;
+    db_log_conn_free(db->spare_conn);
     sqlite3_close(db->h);
     free(db->spare[0]);
     free(db->spare[1]);

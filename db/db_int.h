@@ -22,7 +22,11 @@ struct Db {
     pthread_mutex_t mu;
     void *spare[2];
     size_t spare_cap[2];
+    void *spare_conn;       /* a finished run log's connection (db/log.c) */
 };
+
+/* Close a parked log connection (Db.spare_conn); accepts NULL. */
+void db_log_conn_free(void *conn);
 
 /* Busy timeout of every connection, milliseconds. */
 #define DB_BUSY_MS 30000

@@ -747,6 +747,89 @@ static void stop_flusher(DbLog *lg)
     lg->th_started = 0;
 }
 
+/* A run log's connection with its prepared statements, parked on its Db
+** between runs: the next run's log starts without opening a connection or
+** preparing statements, and its page cache is warm (a new connection's
+** cache is fresh memory: page faults on every page the flusher fills). */
+typedef struct {
+    sqlite3 *h;
+    sqlite3_stmt *ins_tok, *ins_route, *ins_routes, *ins_routes_lean, *ins_load,
+        *upd_progress, *upd_end, *ins_run;
+    int route_rows;
+} LogConn;
+
+void db_log_conn_free(void *p)
+{
+    LogConn *c = p;
+    if (!c)
+        return;
+    sqlite3_finalize(c->ins_tok);
+    sqlite3_finalize(c->ins_route);
+    sqlite3_finalize(c->ins_routes);
+    sqlite3_finalize(c->ins_routes_lean);
+    sqlite3_finalize(c->ins_load);
+    sqlite3_finalize(c->upd_progress);
+    sqlite3_finalize(c->upd_end);
+    sqlite3_finalize(c->ins_run);
+    sqlite3_close(c->h);
+    free(c);
+}
+
+/* Park lg's connection on its Db if the Db has none parked and the
+** connection is clean (no transaction open, no failure).  The statements'
+** bindings are cleared: they may point into lg's batches. */
+static void park_conn(DbLog *lg)
+{
+    if (lg->bulk || !lg->db || !lg->h || !lg->ins_run || atomic_load(&lg->failed) ||
+        !sqlite3_get_autocommit(lg->h))
+        return;
+    LogConn *c = malloc(sizeof *c);
+    if (!c)
+        return;
+    pthread_mutex_lock(&lg->db->mu);
+    if (lg->db->spare_conn) {
+        pthread_mutex_unlock(&lg->db->mu);
+        free(c);
+        return;
+    }
+    sqlite3_stmt *all[] = { lg->ins_tok, lg->ins_route, lg->ins_routes, lg->ins_routes_lean,
+                            lg->ins_load, lg->upd_progress, lg->upd_end, lg->ins_run };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        sqlite3_reset(all[i]);
+        sqlite3_clear_bindings(all[i]);
+    }
+    *c = (LogConn){ lg->h, lg->ins_tok, lg->ins_route, lg->ins_routes, lg->ins_routes_lean,
+                    lg->ins_load, lg->upd_progress, lg->upd_end, lg->ins_run, lg->route_rows };
+    lg->db->spare_conn = c;
+    pthread_mutex_unlock(&lg->db->mu);
+    lg->h = NULL;
+    lg->ins_tok = lg->ins_route = lg->ins_routes = lg->ins_routes_lean = NULL;
+    lg->ins_load = lg->upd_progress = lg->upd_end = lg->ins_run = NULL;
+}
+
+/* Take the connection parked on db, if any: 1 if lg got it. */
+static int unpark_conn(DbLog *lg, Db *db)
+{
+    pthread_mutex_lock(&db->mu);
+    LogConn *c = db->spare_conn;
+    db->spare_conn = NULL;
+    pthread_mutex_unlock(&db->mu);
+    if (!c)
+        return 0;
+    lg->h = c->h;
+    lg->ins_tok = c->ins_tok;
+    lg->ins_route = c->ins_route;
+    lg->ins_routes = c->ins_routes;
+    lg->ins_routes_lean = c->ins_routes_lean;
+    lg->ins_load = c->ins_load;
+    lg->upd_progress = c->upd_progress;
+    lg->upd_end = c->upd_end;
+    lg->ins_run = c->ins_run;
+    lg->route_rows = c->route_rows;
+    free(c);
+    return 1;
+}
+
 static void log_free(DbLog *lg)
 {
     if (!lg)
@@ -756,6 +839,8 @@ static void log_free(DbLog *lg)
         pthread_mutex_destroy(&lg->mu);
         pthread_cond_destroy(&lg->cv);
     }
+    stop_checkpointer(lg);
+    park_conn(lg);
     sqlite3_finalize(lg->ins_tok);
     sqlite3_finalize(lg->ins_route);
     sqlite3_finalize(lg->ins_routes);
@@ -764,7 +849,6 @@ static void log_free(DbLog *lg)
     sqlite3_finalize(lg->upd_progress);
     sqlite3_finalize(lg->upd_end);
     sqlite3_finalize(lg->ins_run);
-    stop_checkpointer(lg);
     sqlite3_close(lg->h);
     free(lg->path);
     /* engine-sized batch buffers go back to the Db for the next log */
@@ -909,11 +993,13 @@ static DbLog *log_open(Db *db, int64_t model, int flush_every, int bulk, const c
     lg->ck_start = CK_START;
     lg->ck_wait = CK_WAIT;
     db_writer_id(lg->writer, sizeof lg->writer);
-    int version = 0;
-    lg->h = db_connect(db->path, db->flags & ~DB_OPEN_CREATE, &version, err);
-    if (!lg->h)
-        goto fail;
-    tune_writer(lg);
+    int version = 0, reused = !bulk && unpark_conn(lg, db);
+    if (!reused) {
+        lg->h = db_connect(db->path, db->flags & ~DB_OPEN_CREATE, &version, err);
+        if (!lg->h)
+            goto fail;
+        tune_writer(lg);
+    }
 
     /* the model gives the shape */
     sqlite3_stmt *st = NULL;
@@ -948,7 +1034,7 @@ static DbLog *log_open(Db *db, int64_t model, int flush_every, int bulk, const c
         db_err_set(err, DB_E_NOMEM, "%s: out of memory for %zu aggregates", who, cells);
         goto fail;
     }
-    rc = prepare_all(lg);
+    rc = reused ? SQLITE_OK : prepare_all(lg);
     if (rc != SQLITE_OK) {
         db_err_sqlite(err, lg->h, rc, "preparing statements");
         goto fail;
