@@ -188,15 +188,17 @@ const char *db_run_status_str(DbRunStatus s);   /* "complete", ... */
 typedef struct DbLog DbLog;
 
 /* Start logging a run: inserts it with status 'running' (committed at once,
-** so the run id is visible) and starts the flusher.  The DbLog opens its own
-** connection to db's file and uses nothing of db but its path and flags: a
-** background thread may log while another thread reads through db.  The model's n_layer and n_expert give the shape that
+** so the run id is visible) and starts the flusher.  The DbLog has its own
+** connection to db's file (the one a finished log left parked on db, else a
+** new one) and uses nothing else of db but its path, flags and spare
+** buffers (under a mutex): a background thread may log while another
+** thread reads through db.  The model's n_layer and n_expert give the shape that
 ** routes are checked against and that sizes the aggregates.  flush_every =
 ** records (tokens + routes) per batch, 0 = 16384 (~1.3 MB).  Returns NULL with err
 ** filled on failure.  A batch is also written once it is 0.25 s old if
 ** the flusher is idle, so readers follow a slow run's progress. */
 DbLog *db_log_begin(Db *db, const DbRunInfo *ri, int flush_every, DbErr *err);
-int64_t db_log_run_id(const DbLog *lg);
+int64_t db_log_run_id(const DbLog *lg);  /* the run of a db_log_begin log */
 
 /* Append a token / a route: copies it into the buffer and updates the
 ** aggregates; when the buffer holds flush_every records it is handed to the
