@@ -36,6 +36,11 @@
 ** second of one INSERT per row.  Tokens (one per n_layer routes) go one by
 ** one.
 **
+** A finished run log parks its connection (with its prepared statements and
+** warm page cache) and its batch buffers on its Db; the next log on that Db
+** takes them, so many short runs in one process (eval) pay no connect,
+** prepare or page faults per run.
+**
 ** Bulk logs (db_log_bulk_begin, db/db_int.h: the importer) carry many runs
 ** through one connection and one flusher: a run's begin and end are records
 ** in the stream, so runs follow each other without the caller waiting, and
