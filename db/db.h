@@ -387,7 +387,8 @@ typedef struct {
     void *piece_user;
     DbProgressFn progress;  /* NULL = silent */
     void *progress_user;
-    int flush_every;        /* records per batch (one transaction), 0 = 131072 */
+    int flush_every;        /* records per batch (one transaction), 0 = about
+                               10 MB: 131072 without logits */
 } DbImportOpts;
 
 /* Import every sequence of t as one complete run (DB_RUN_IMPORTED, plus

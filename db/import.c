@@ -752,6 +752,8 @@ static DbStatus register_model(Db *db, DbTrace *t, int64_t *id, int *created, Db
     return DB_OK;
 }
 
+static DbStatus discard(Db *db, int64_t first, int64_t last, const char *source, DbErr *err);
+
 /* runs.source of the trace's runs: meta.json's source ("moetrace" when it
 ** is empty), a colon, and the trace's absolute path (as given if it can't
 ** be resolved).  NULL when out of memory. */
@@ -880,8 +882,15 @@ DbStatus db_import(Db *db, DbTrace *t, const DbImportOpts *o, int64_t *first, in
     int created = 0;
     DbStatus s = register_model(db, t, &w.model, &created, err);
     if (s == DB_OK) {
-        w.lg = db_log_bulk_begin(db, w.model, o->flush_every > 0 ? o->flush_every : 131072,
-                                 err);
+        /* about 10 MB a batch: 131072 routes of ids and weights, fewer
+        ** when each route carries num_experts logits */
+        int every = o->flush_every;
+        if (every <= 0) {
+            size_t per = 80 + (I->has_logits ? 4 * (size_t)I->num_experts : 0);
+            size_t n = ((size_t)10 << 20) / per;
+            every = n > 131072 ? 131072 : n < 1024 ? 1024 : (int)n;
+        }
+        w.lg = db_log_bulk_begin(db, w.model, every, err);
         if (!w.lg)
             s = err ? err->status : DB_E_SQL;
     }
@@ -942,7 +951,9 @@ DbStatus db_import(Db *db, DbTrace *t, const DbImportOpts *o, int64_t *first, in
     if (s != DB_OK) {
         if (w.first) {
             DbErr e2 = { 0 };
-            if (db_import_discard(db, w.first, w.last, &e2) != DB_OK && err) {
+            /* only this import's runs: another import may have taken ids
+            ** between first and last meanwhile */
+            if (discard(db, w.first, w.last, w.source, &e2) != DB_OK && err) {
                 size_t n = strlen(err->msg);
                 snprintf(err->msg + n, sizeof err->msg - n, "; removing the partial runs "
                          "%lld..%lld failed too: %s", (long long)w.first, (long long)w.last,
@@ -964,16 +975,18 @@ DbStatus db_import(Db *db, DbTrace *t, const DbImportOpts *o, int64_t *first, in
     return s;
 }
 
-DbStatus db_import_discard(Db *db, int64_t first, int64_t last, DbErr *err)
+/* Delete the imported runs first..last (of source, if not NULL). */
+static DbStatus discard(Db *db, int64_t first, int64_t last, const char *source, DbErr *err)
 {
     static const char *const del[] = {
         "DELETE FROM routes WHERE run IN (SELECT id FROM runs WHERE id BETWEEN ?1 AND ?2"
-        " AND flags & ?3)",
+        " AND flags & ?3 AND (?4 IS NULL OR source = ?4))",
         "DELETE FROM tokens WHERE run IN (SELECT id FROM runs WHERE id BETWEEN ?1 AND ?2"
-        " AND flags & ?3)",
+        " AND flags & ?3 AND (?4 IS NULL OR source = ?4))",
         "DELETE FROM load WHERE run IN (SELECT id FROM runs WHERE id BETWEEN ?1 AND ?2"
-        " AND flags & ?3)",
-        "DELETE FROM runs WHERE id BETWEEN ?1 AND ?2 AND flags & ?3",
+        " AND flags & ?3 AND (?4 IS NULL OR source = ?4))",
+        "DELETE FROM runs WHERE id BETWEEN ?1 AND ?2 AND flags & ?3"
+        " AND (?4 IS NULL OR source = ?4)",
     };
     sqlite3 *h = db->h;
     int rc = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
@@ -984,6 +997,8 @@ DbStatus db_import_discard(Db *db, int64_t first, int64_t last, DbErr *err)
             sqlite3_bind_int64(st, 1, first);
             sqlite3_bind_int64(st, 2, last);
             sqlite3_bind_int(st, 3, DB_RUN_IMPORTED);
+            if (source)
+                sqlite3_bind_text(st, 4, source, -1, SQLITE_STATIC);
             rc = sqlite3_step(st);
             if (rc == SQLITE_DONE)
                 rc = SQLITE_OK;
@@ -999,4 +1014,9 @@ DbStatus db_import_discard(Db *db, int64_t first, int64_t last, DbErr *err)
         return s;
     }
     return DB_OK;
+}
+
+DbStatus db_import_discard(Db *db, int64_t first, int64_t last, DbErr *err)
+{
+    return discard(db, first, last, NULL, err);
 }

@@ -435,6 +435,32 @@ static void test_import_no_weights_flagged_with_uniform_weights(void **state)
     assert_int_equal(g.k[0], 3);                /* the row with a third expert */
     for (int i = 0; i < 3; i++)
         assert_true(g.w[0][i] == 1.0f / 3.0f);
+
+    /* exported again, the trace still says where it came from and has no
+    ** weights (the 1/k are not passed off as gate weights); imported
+    ** again, its runs are flagged the same */
+    char back[160], p[200];
+    snprintf(back, sizeof back, "%s/nw-back", t->dir);
+    DbSel sel = { .tag = "nw" };
+    assert_int_equal(db_export_moetrace(db, &sel, back, &err), DB_OK);
+    snprintf(p, sizeof p, "%s/weights.npy", back);
+    assert_int_not_equal(access(p, F_OK), 0);
+    snprintf(p, sizeof p, "%s/meta.json", back);
+    json_error_t je;
+    json_t *m = json_load_file(p, 0, &je);
+    assert_non_null(m);
+    assert_string_equal(json_string_value(json_object_get(m, "source")), "vllm");
+    json_decref(m);
+    DbTrace *tr2 = db_trace_open(back, &err);
+    assert_non_null(tr2);
+    DbImportOpts o2 = { .tag = "nw2" };
+    int64_t first2 = 0;
+    assert_int_equal(db_import(db, tr2, &o2, &first2, NULL, &err), DB_OK);
+    assert_int_equal(db_run_get(db, first2, &r, &err), DB_OK);
+    assert_true(r.flags & DB_RUN_NO_WEIGHTS);
+    assert_true(r.source && !strncmp(r.source, "vllm:/", 6) && strstr(r.source, "nw-back"));
+    db_run_free(&r);
+    db_trace_close(tr2);
     db_close(db);
     db_trace_close(tr);
 }
