@@ -1118,9 +1118,12 @@ DbLog *db_log_begin(Db *db, const DbRunInfo *ri, int flush_every, DbErr *err)
     lg->open = 1;
     return lg;
 fail:
-    if (lg->run > 0)
-        sqlite3_exec(lg->h, "UPDATE runs SET status = 'failed' WHERE id = last_insert_rowid()",
-                     NULL, NULL, NULL);
+    if (lg->run > 0) {
+        char sql[96];
+        snprintf(sql, sizeof sql, "UPDATE runs SET status = 'failed' WHERE id = %lld",
+                 (long long)lg->run);
+        sqlite3_exec(lg->h, sql, NULL, NULL, NULL);
+    }
     log_free(lg);
     return NULL;
 }
