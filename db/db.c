@@ -282,7 +282,16 @@ static const char schema_v2[] =
     "  l.n AS n, l.w AS w, l.n_prompt AS n_prompt, l.w_prompt AS w_prompt"
     " FROM load l JOIN runs r ON r.id = l.run WHERE r.status = 'complete';";
 
-static const char *const migrations[DB_SCHEMA_VERSION] = { schema_v1, schema_v2 };
+/* Version 3: where a run's routes come from.  NULL = recorded by moescope's
+** engine; otherwise "<engine>:<trace path>" of an imported trace (e.g.
+** "vllm:/data/dsv3-trace", "moetrace:/data/trace.jsonl").  Runs imported
+** under version 2 (flag 4 = imported) are known to be imported but not from
+** where: they get "moetrace", so that source IS NULL means "our engine". */
+static const char schema_v3[] =
+    "ALTER TABLE runs ADD COLUMN source TEXT;"
+    "UPDATE runs SET source = 'moetrace' WHERE flags & 4;";
+
+static const char *const migrations[DB_SCHEMA_VERSION] = { schema_v1, schema_v2, schema_v3 };
 
 DbStatus db_schema_migrate(sqlite3 *h, int from, int to, DbErr *err)
 {
@@ -586,6 +595,13 @@ Db *db_open(const char *path, int flags, DbErr *err)
         db_err_set(err, DB_E_NOMEM, "db_open '%s': out of memory", path);
         return NULL;
     }
+    if (pthread_mutex_init(&db->mu, NULL) != 0) {
+        free(db);
+        free(p);
+        sqlite3_close(h);
+        db_err_set(err, DB_E_NOMEM, "db_open '%s': cannot create a mutex", path);
+        return NULL;
+    }
     db->h = h;
     db->path = p;
     db->flags = flags;
@@ -630,7 +646,11 @@ void db_close(Db *db)
 {
     if (!db)
         return;
+    db_log_conn_free(db->spare_conn);
     sqlite3_close(db->h);
+    free(db->spare[0]);
+    free(db->spare[1]);
+    pthread_mutex_destroy(&db->mu);
     free(db->path);
     free(db);
 }

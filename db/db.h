@@ -69,7 +69,7 @@ enum {
 };
 
 /* The schema version this program writes (PRAGMA user_version). */
-#define DB_SCHEMA_VERSION 2
+#define DB_SCHEMA_VERSION 3
 
 typedef struct Db Db;
 
@@ -108,9 +108,16 @@ DbStatus db_model_register(Db *db, DbModel *m, DbErr *err);
 
 /* ---- writing a run --------------------------------------------------- */
 
+/* Run flags (runs.flags). */
 enum {
-    DB_RUN_SCORES = 1,      /* store the k selection scores of each route */
-    DB_RUN_LOGITS = 2,      /* store the n_expert router logits (the bulk) */
+    DB_RUN_SCORES     = 1,  /* store the k selection scores of each route */
+    DB_RUN_LOGITS     = 2,  /* store the n_expert router logits (the bulk) */
+    DB_RUN_IMPORTED   = 4,  /* routes come from a trace (runs.source says
+                               which), not from our engine: read-only for
+                               steering (the model file is not here) */
+    DB_RUN_NO_WEIGHTS = 8,  /* the trace had no gate weights: each route
+                               stores 1/k per expert, so weight mass =
+                               count/k and only counts are meaningful */
 };
 
 typedef struct {
@@ -128,7 +135,10 @@ typedef struct {
     int top_k, greedy;
     int n_predict;          /* generation budget asked for */
     int n_ctx;
-    int flags;              /* DB_RUN_SCORES | DB_RUN_LOGITS */
+    int flags;              /* DB_RUN_* */
+    const char *source;     /* NULL = recorded by our engine; else where the
+                               routes come from, "<engine>:<path>" (e.g.
+                               "vllm:/data/trace"); stored in runs.source */
 } DbRunInfo;
 
 #define DB_TOP_MAX 8        /* alternatives stored per token (top-5 usual) */
@@ -178,15 +188,17 @@ const char *db_run_status_str(DbRunStatus s);   /* "complete", ... */
 typedef struct DbLog DbLog;
 
 /* Start logging a run: inserts it with status 'running' (committed at once,
-** so the run id is visible) and starts the flusher.  The DbLog opens its own
-** connection to db's file and uses nothing of db but its path and flags: a
-** background thread may log while another thread reads through db.  The model's n_layer and n_expert give the shape that
+** so the run id is visible) and starts the flusher.  The DbLog has its own
+** connection to db's file (the one a finished log left parked on db, else a
+** new one) and uses nothing else of db but its path, flags and spare
+** buffers (under a mutex): a background thread may log while another
+** thread reads through db.  The model's n_layer and n_expert give the shape that
 ** routes are checked against and that sizes the aggregates.  flush_every =
 ** records (tokens + routes) per batch, 0 = 16384 (~1.3 MB).  Returns NULL with err
 ** filled on failure.  A batch is also written once it is 0.25 s old if
 ** the flusher is idle, so readers follow a slow run's progress. */
 DbLog *db_log_begin(Db *db, const DbRunInfo *ri, int flush_every, DbErr *err);
-int64_t db_log_run_id(const DbLog *lg);
+int64_t db_log_run_id(const DbLog *lg);  /* the run of a db_log_begin log */
 
 /* Append a token / a route: copies it into the buffer and updates the
 ** aggregates; when the buffer holds flush_every records it is handed to the
@@ -217,6 +229,8 @@ typedef struct {
     const char *tag, *prompt, *prompt_fmt, *iv_text, *iv_json;
     const char *created_at, *finished_at;   /* ISO 8601 UTC; finished may be "" */
     const char *error;
+    const char *source;                     /* NULL = our engine, else the
+                                               trace it was imported from */
     DbRunStatus status;
     uint64_t seed;
     double temp, top_p;
@@ -298,14 +312,6 @@ DbStatus db_export(Db *db, const DbSel *sel, DbWhat what, DbFormat fmt,
 ** of models served elsewhere (vLLM, SGLang, Hugging Face) imported as runs,
 ** and our own runs exported in the same format.  db/import*.c. */
 
-/* Run flags of imported runs (runs.flags, next to DB_RUN_SCORES/LOGITS). */
-enum {
-    DB_RUN_IMPORTED   = 4,  /* routes come from a trace, not from our engine:
-                               read-only for steering (no model file here) */
-    DB_RUN_NO_WEIGHTS = 8,  /* the trace had no gate weights: each route
-                               stores 1/k per expert, weight mass = count/k */
-};
-
 /* An NPY array (format versions 1-3), validated and mapped read-only.
 ** Supported dtypes: '<i2' '<i4' '<i8' '|u1' '<u2' '<f2' '<f4' and their
 ** big-endian forms ('>'); C order only; at most DB_NPY_MAX_DIM dimensions;
@@ -381,7 +387,8 @@ typedef struct {
     void *piece_user;
     DbProgressFn progress;  /* NULL = silent */
     void *progress_user;
-    int flush_every;        /* records per DbLog batch, 0 = 65536 */
+    int flush_every;        /* records per batch (one transaction), 0 = about
+                               10 MB: 131072 without logits */
 } DbImportOpts;
 
 /* Import every sequence of t as one complete run (DB_RUN_IMPORTED, plus

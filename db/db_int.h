@@ -8,6 +8,7 @@
 
 #include "db/db.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <string.h>
 
@@ -15,7 +16,17 @@ struct Db {
     sqlite3 *h;
     char *path;
     int flags;              /* DB_OPEN_* */
+    /* batch buffers of finished logs, for the next log on this Db: its
+    ** appends then write to pages already mapped (db/log.c); under mu, as
+    ** logs may run on other threads than the Db's */
+    pthread_mutex_t mu;
+    void *spare[2];
+    size_t spare_cap[2];
+    void *spare_conn;       /* a finished run log's connection (db/log.c) */
 };
+
+/* Close a parked log connection (Db.spare_conn); accepts NULL. */
+void db_log_conn_free(void *conn);
 
 /* Busy timeout of every connection, milliseconds. */
 #define DB_BUSY_MS 30000
@@ -43,6 +54,34 @@ DbStatus db_schema_migrate(sqlite3 *h, int from, int to, DbErr *err);
 void db_writer_id(char *buf, size_t cap);
 /* 1 if the process that wrote id may still be running, 0 if it is gone. */
 int db_writer_alive(const char *id);
+
+/* ---- bulk logs (the importer) ------------------------------------------ */
+
+/* A DbLog that carries many runs of one model through one connection and
+** one flusher thread (db/log.c).  db_log_bulk_run starts a run (its row is
+** inserted by the flusher, in the transaction of the batch it falls in);
+** db_log_token / db_log_route append to it as usual; db_log_bulk_end queues
+** its aggregates and status, which commit with its last rows.  The caller
+** never waits at a run boundary, and one transaction holds the rows of as
+** many runs as fit in flush_every records.  Run ids are known only once
+** written: db_log_bulk_finish gives the first and last.
+**
+** db_log_bulk_run: DB_E_ARG if a run is open or ri->model is not the log's
+** model.  db_log_bulk_end: DB_E_ARG if no run is open.  Both return the
+** sticky error of a failed batch.  db_log_bulk_finish ends an open run as
+** failed, writes what is buffered, stops the flusher and frees lg (always);
+** *first / *last (may be NULL) get the ids of the first and last run
+** inserted by committed batches, 0 if none. */
+DbLog *db_log_bulk_begin(Db *db, int64_t model, int flush_every, DbErr *err);
+DbStatus db_log_bulk_run(DbLog *lg, const DbRunInfo *ri);
+DbStatus db_log_bulk_end(DbLog *lg, DbRunStatus status, const DbRunStats *st);
+DbStatus db_log_bulk_finish(DbLog *lg, int64_t *first, int64_t *last, DbErr *err);
+
+/* WAL frames after a commit of lg from which the checkpointer is asked for
+** a pass / the flusher waits for it (db/log.c; defaults 1024 and 8192).
+** For tests that want checkpoints to run all the time.  Call right after
+** db_log_begin / db_log_bulk_begin. */
+void db_log_set_checkpoints(DbLog *lg, int start_frames, int wait_frames);
 
 /* ---- blob codecs (little-endian, see db/README.md) --------------------- */
 

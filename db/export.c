@@ -318,6 +318,12 @@ static int ex_run(void *user, const DbRun *r)
     put_num(o, r->t_gen_ms);
     field(o, 0, "error");
     put_cstr(o, r->error);
+    field(o, 0, "source");
+    put_cstr(o, r->source);
+    field(o, 0, "imported");
+    put_bool(o, (r->flags & DB_RUN_IMPORTED) != 0);
+    field(o, 0, "no_weights");
+    put_bool(o, (r->flags & DB_RUN_NO_WEIGHTS) != 0);
     end_row(o);
     return ferror(o->f) != 0;
 }
@@ -365,7 +371,7 @@ static const char *const csv_header[] = {
     [DB_WHAT_RUNS] = "run,model,model_name,model_path,arch,parent,tag,status,created_at,"
                      "finished_at,prompt,prompt_fmt,seed,temp,top_p,top_k,greedy,"
                      "n_predict,n_ctx,interventions,interventions_json,n_prompt,n_gen,"
-                     "t_prompt_ms,t_gen_ms,error",
+                     "t_prompt_ms,t_gen_ms,error,source,imported,no_weights",
 };
 
 DbStatus db_export(Db *db, const DbSel *sel, DbWhat what, DbFormat fmt, FILE *out,

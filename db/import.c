@@ -752,15 +752,35 @@ static DbStatus register_model(Db *db, DbTrace *t, int64_t *id, int *created, Db
     return DB_OK;
 }
 
+static DbStatus discard(Db *db, int64_t first, int64_t last, const char *source, DbErr *err);
+
+/* runs.source of the trace's runs: meta.json's source ("moetrace" when it
+** is empty), a colon, and the trace's absolute path (as given if it can't
+** be resolved).  NULL when out of memory. */
+static char *trace_source(const DbTrace *t)
+{
+    char *abs = realpath(t->path, NULL);
+    const char *path = abs ? abs : t->path;
+    const char *eng = t->source && *t->source ? t->source : "moetrace";
+    size_t n = strlen(eng) + 1 + strlen(path) + 1;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s:%s", eng, path);
+    free(abs);
+    return s;
+}
+
 typedef struct {
     Db *db;
     DbTrace *t;
     const DbImportOpts *o;
     int64_t model;
-    DbLog *lg;
+    DbLog *lg;              /* one bulk log for all the runs */
+    int in_run;             /* a run is open in lg */
     int64_t first, last;    /* runs written */
     int32_t *ex;            /* k_slots, one route */
     float *w;
+    char *source;           /* runs.source: "<meta source>:<absolute path>" */
 } Writer;
 
 static DbStatus begin_run(Writer *w, const Seq *q, DbErr *err)
@@ -774,27 +794,24 @@ static DbStatus begin_run(Writer *w, const Seq *q, DbErr *err)
     ri.flags = DB_RUN_IMPORTED | (I->has_weights ? 0 : DB_RUN_NO_WEIGHTS) |
                (I->has_logits ? DB_RUN_LOGITS : 0);
     ri.greedy = 0;
-    w->lg = db_log_begin(w->db, &ri, w->o->flush_every > 0 ? w->o->flush_every : 65536, err);
-    if (!w->lg)
-        return err ? err->status : DB_E_SQL;
-    int64_t id = db_log_run_id(w->lg);
-    if (!w->first)
-        w->first = id;
-    w->last = id;
+    ri.source = w->source;
+    DbStatus s = db_log_bulk_run(w->lg, &ri);
+    if (s != DB_OK)
+        return db_err_set(err, s, "import: starting the run of seq %lld: %s", (long long)q->id,
+                          db_status_str(s));
+    w->in_run = 1;
     return DB_OK;
 }
 
-static DbStatus end_run(Writer *w, int ok, DbErr *err)
+static DbStatus end_run(Writer *w, DbErr *err)
 {
-    if (!w->lg)
+    if (!w->in_run)
         return DB_OK;
-    DbLog *lg = w->lg;
-    w->lg = NULL;
-    DbRunStats st = { 0 };
-    st.error = ok ? NULL : "import cancelled or failed";
-    DbErr e2 = { 0 };
-    DbStatus s = db_log_finish(lg, ok ? DB_RUN_COMPLETE : DB_RUN_FAILED, &st, ok ? err : &e2);
-    return ok ? s : DB_OK;
+    w->in_run = 0;
+    DbStatus s = db_log_bulk_end(w->lg, DB_RUN_COMPLETE, NULL);
+    if (s != DB_OK)
+        return db_err_set(err, s, "import: ending a run: %s", db_status_str(s));
+    return DB_OK;
 }
 
 static DbStatus write_row(Writer *w, const Row *r, const Seq *q, DbErr *err)
@@ -837,9 +854,8 @@ static DbStatus write_row(Writer *w, const Row *r, const Seq *q, DbErr *err)
         s = db_log_route(w->lg, &rt);
     }
     if (s != DB_OK)
-        return db_err_set(err, s, "import: writing seq %lld pos %lld into run %lld: %s",
-                          (long long)r->seq, (long long)r->pos,
-                          (long long)db_log_run_id(w->lg), db_status_str(s));
+        return db_err_set(err, s, "import: writing seq %lld pos %lld: %s", (long long)r->seq,
+                          (long long)r->pos, db_status_str(s));
     return DB_OK;
 }
 
@@ -856,13 +872,28 @@ DbStatus db_import(Db *db, DbTrace *t, const DbImportOpts *o, int64_t *first, in
     w.o = o;
     w.ex = malloc((size_t)I->k_slots * sizeof *w.ex);
     w.w = malloc((size_t)I->k_slots * sizeof *w.w);
-    if (!w.ex || !w.w) {
+    w.source = trace_source(t);
+    if (!w.ex || !w.w || !w.source) {
         free(w.ex);
         free(w.w);
+        free(w.source);
         return db_err_set(err, DB_E_NOMEM, "import: out of memory");
     }
     int created = 0;
     DbStatus s = register_model(db, t, &w.model, &created, err);
+    if (s == DB_OK) {
+        /* about 10 MB a batch: 131072 routes of ids and weights, fewer
+        ** when each route carries num_experts logits */
+        int every = o->flush_every;
+        if (every <= 0) {
+            size_t per = 80 + (I->has_logits ? 4 * (size_t)I->num_experts : 0);
+            size_t n = ((size_t)10 << 20) / per;
+            every = n > 131072 ? 131072 : n < 1024 ? 1024 : (int)n;
+        }
+        w.lg = db_log_bulk_begin(db, w.model, every, err);
+        if (!w.lg)
+            s = err ? err->status : DB_E_SQL;
+    }
     Cursor c;
     int have_cursor = 0;
     if (s == DB_OK && (s = cursor_init(&c, t, err)) == DB_OK)
@@ -872,13 +903,13 @@ DbStatus db_import(Db *db, DbTrace *t, const DbImportOpts *o, int64_t *first, in
     while (s == DB_OK) {
         s = cursor_next(&c, err);
         if (s == DB_E_NOTFOUND) {
-            s = end_run(&w, 1, err);
+            s = end_run(&w, err);
             break;
         }
         if (s != DB_OK)
             break;
         if (!cur || c.row.seq != cur->id) {
-            if ((s = end_run(&w, 1, err)) != DB_OK)
+            if ((s = end_run(&w, err)) != DB_OK)
                 break;
             cur = find_seq(t, c.row.seq);
             if (!cur) {             /* the file changed since it was checked */
@@ -901,13 +932,28 @@ DbStatus db_import(Db *db, DbTrace *t, const DbImportOpts *o, int64_t *first, in
     }
     if (have_cursor)
         cursor_done(&c);
+    if (w.lg) {
+        /* write what is buffered (an open run ends as failed); a batch
+        ** that failed tells why here, in full */
+        DbErr e3 = { 0 };
+        DbStatus s3 = db_log_bulk_finish(w.lg, &w.first, &w.last, &e3);
+        if (s3 != DB_OK && s == DB_OK) {
+            s = s3;
+            if (err)
+                *err = e3;
+        } else if (s3 != DB_OK && s != DB_E_ARG && err) {
+            size_t n = strlen(err->msg);
+            snprintf(err->msg + n, sizeof err->msg - n, " (%s)", e3.msg);
+        }
+    }
     if (s == DB_OK && o->progress)
         o->progress(o->progress_user, done, I->n_tokens);
     if (s != DB_OK) {
-        end_run(&w, 0, NULL);
         if (w.first) {
             DbErr e2 = { 0 };
-            if (db_import_discard(db, w.first, w.last, &e2) != DB_OK && err) {
+            /* only this import's runs: another import may have taken ids
+            ** between first and last meanwhile */
+            if (discard(db, w.first, w.last, w.source, &e2) != DB_OK && err) {
                 size_t n = strlen(err->msg);
                 snprintf(err->msg + n, sizeof err->msg - n, "; removing the partial runs "
                          "%lld..%lld failed too: %s", (long long)w.first, (long long)w.last,
@@ -925,19 +971,22 @@ DbStatus db_import(Db *db, DbTrace *t, const DbImportOpts *o, int64_t *first, in
     }
     free(w.ex);
     free(w.w);
+    free(w.source);
     return s;
 }
 
-DbStatus db_import_discard(Db *db, int64_t first, int64_t last, DbErr *err)
+/* Delete the imported runs first..last (of source, if not NULL). */
+static DbStatus discard(Db *db, int64_t first, int64_t last, const char *source, DbErr *err)
 {
     static const char *const del[] = {
         "DELETE FROM routes WHERE run IN (SELECT id FROM runs WHERE id BETWEEN ?1 AND ?2"
-        " AND flags & ?3)",
+        " AND flags & ?3 AND (?4 IS NULL OR source = ?4))",
         "DELETE FROM tokens WHERE run IN (SELECT id FROM runs WHERE id BETWEEN ?1 AND ?2"
-        " AND flags & ?3)",
+        " AND flags & ?3 AND (?4 IS NULL OR source = ?4))",
         "DELETE FROM load WHERE run IN (SELECT id FROM runs WHERE id BETWEEN ?1 AND ?2"
-        " AND flags & ?3)",
-        "DELETE FROM runs WHERE id BETWEEN ?1 AND ?2 AND flags & ?3",
+        " AND flags & ?3 AND (?4 IS NULL OR source = ?4))",
+        "DELETE FROM runs WHERE id BETWEEN ?1 AND ?2 AND flags & ?3"
+        " AND (?4 IS NULL OR source = ?4)",
     };
     sqlite3 *h = db->h;
     int rc = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
@@ -948,6 +997,8 @@ DbStatus db_import_discard(Db *db, int64_t first, int64_t last, DbErr *err)
             sqlite3_bind_int64(st, 1, first);
             sqlite3_bind_int64(st, 2, last);
             sqlite3_bind_int(st, 3, DB_RUN_IMPORTED);
+            if (source)
+                sqlite3_bind_text(st, 4, source, -1, SQLITE_STATIC);
             rc = sqlite3_step(st);
             if (rc == SQLITE_DONE)
                 rc = SQLITE_OK;
@@ -963,4 +1014,9 @@ DbStatus db_import_discard(Db *db, int64_t first, int64_t last, DbErr *err)
         return s;
     }
     return DB_OK;
+}
+
+DbStatus db_import_discard(Db *db, int64_t first, int64_t last, DbErr *err)
+{
+    return discard(db, first, last, NULL, err);
 }

@@ -39,6 +39,9 @@ typedef struct {
     int64_t model;
     int n_layer, n_expert, k;
     char *model_name, *arch;
+    char engine[32];        /* meta "source": the engine of runs.source when
+                               every run has the same one, else "moescope" */
+    int engine_mixed;
     int mixed;              /* runs of more than one model */
     int n_skipped;          /* not complete */
 } RunList;
@@ -72,6 +75,20 @@ static int collect_run(void *user, const DbRun *r)
         l->a = a;
         l->cap = cap;
     }
+    /* the engine part of runs.source ("vllm" of "vllm:/data/t"); our own
+    ** runs (source NULL) count as "moescope" */
+    char eng[32] = "moescope";
+    if (r->source) {
+        size_t n = strcspn(r->source, ":");
+        if (n > 0 && n < sizeof eng) {
+            memcpy(eng, r->source, n);
+            eng[n] = 0;
+        }
+    }
+    if (!l->n)
+        snprintf(l->engine, sizeof l->engine, "%s", eng);
+    else if (strcmp(l->engine, eng) != 0)
+        l->engine_mixed = 1;
     ExRun *e = &l->a[l->n];
     e->id = r->id;
     e->model = r->model;
@@ -281,7 +298,8 @@ static DbStatus write_meta(const char *dir, const RunList *l, const int *moe, in
     ok = ok && !json_object_set_new(m, "version", json_integer(1));
     ok = ok && !json_object_set_new(m, "model", json_string(l->model_name));
     ok = ok && !json_object_set_new(m, "arch", json_string(l->arch));
-    ok = ok && !json_object_set_new(m, "source", json_string("moescope"));
+    ok = ok && !json_object_set_new(m, "source", json_string(l->engine_mixed || !l->engine[0]
+                                                                 ? "moescope" : l->engine));
     ok = ok && !json_object_set_new(m, "num_layers", json_integer(l->n_layer));
     ok = ok && !json_object_set_new(m, "num_experts", json_integer(l->n_expert));
     ok = ok && !json_object_set_new(m, "top_k", json_integer(l->k));

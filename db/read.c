@@ -38,7 +38,7 @@ static DbRunStatus parse_status(const char *s)
     " r.prompt_fmt, r.interventions, r.iv_json, r.created_at,"                \
     " r.finished_at, r.error, r.status, r.seed, r.temp, r.top_p, r.top_k,"   \
     " r.greedy, r.n_predict, r.n_ctx, r.flags, m.n_layer, m.n_expert, m.k,"  \
-    " r.n_prompt, r.n_gen, r.t_prompt_ms, r.t_gen_ms"
+    " r.n_prompt, r.n_gen, r.t_prompt_ms, r.t_gen_ms, r.source"
 
 static void run_from_row(sqlite3_stmt *st, DbRun *r)
 {
@@ -73,6 +73,7 @@ static void run_from_row(sqlite3_stmt *st, DbRun *r)
     r->n_gen = sqlite3_column_int(st, 27);
     r->t_prompt_ms = sqlite3_column_double(st, 28);
     r->t_gen_ms = sqlite3_column_double(st, 29);
+    r->source = sqlite3_column_type(st, 30) == SQLITE_NULL ? NULL : col_text(st, 30);
 }
 
 DbStatus db_runs(Db *db, const DbSel *sel, DbRunFn fn, void *user, DbErr *err)
@@ -129,6 +130,7 @@ static int copy_run(void *user, const DbRun *r)
     c->out->created_at = dup_or_null(r->created_at, &c->nomem);
     c->out->finished_at = dup_or_null(r->finished_at, &c->nomem);
     c->out->error = dup_or_null(r->error, &c->nomem);
+    c->out->source = dup_or_null(r->source, &c->nomem);
     c->found = 1;
     return 1;
 }
@@ -148,6 +150,7 @@ void db_run_free(DbRun *r)
     free((char *)r->created_at);
     free((char *)r->finished_at);
     free((char *)r->error);
+    free((char *)r->source);
     memset(r, 0, sizeof *r);
 }
 

@@ -258,6 +258,23 @@ static void test_db_roundtrip_tokens_routes_load_equal_written(void **state)
     assert_int_equal(c.n_bad, 0);
     assert_true(c.max_diff == 0.0f);
 
+    /* default batches: routes go through the multi-row INSERT (128 rows a
+    ** statement), with scores, logits and shared gates, or without scores
+    ** and logits; both read back exactly */
+    for (int f = 0; f < 2; f++) {
+        int flags = f ? 0 : DB_RUN_SCORES | DB_RUN_LOGITS;
+        int64_t r3 = log_run(db, m, "rt3", 9 + (uint64_t)f, n, n_prompt, flags, 0);
+        Check c3 = { .seed = 9 + (uint64_t)f, .n = n, .n_prompt = n_prompt, .flags = flags };
+        assert_int_equal(db_routes(db, r3, 0, -1, -1, check_route, &c3, &err), DB_OK);
+        assert_int_equal(c3.seen, n * NL);
+        assert_int_equal(c3.n_bad, 0);
+        assert_true(c3.max_diff == 0.0f);
+        c3.seen = 0;
+        assert_int_equal(db_tokens(db, r3, check_token, &c3, &err), DB_OK);
+        assert_int_equal(c3.seen, n);
+        assert_int_equal(c3.n_bad, 0);
+    }
+
     /* the route of one token through all layers */
     c.seen = 0;
     assert_int_equal(db_routes(db, run, 100, 100, -1, check_route, &c, &err), DB_OK);
@@ -884,6 +901,78 @@ static void test_db_migrate_v1_file_upgraded_data_kept(void **state)
     db_close(db);
 }
 
+/* A version-2 file as the previous release wrote it (through the migrations
+** of that release): an engine run and an imported run (flag 4).  Opening
+** migrates it to the current version: runs.source exists, NULL for the
+** engine run, "moetrace" for the imported one; the data reads back; a run
+** logged afterwards stores its source.  A newer file is refused (tested
+** above with version 99; here with the next version). */
+static void test_db_migrate_v2_file_source_added(void **state)
+{
+    Tmp *t = *state;
+    sqlite3 *h;
+    DbErr err = { 0 };
+    assert_int_equal(sqlite3_open(t->path, &h), SQLITE_OK);
+    assert_int_equal(db_schema_migrate(h, 0, 2, &err), DB_OK);
+    const char *rows =
+        "INSERT INTO models VALUES(1, 'm.gguf', 'm', 'olmoe', 10, '00000000000000aa', 2, 4, 2);"
+        "INSERT INTO runs(id, model, tag, prompt, status, n_prompt, n_gen, created_at, flags)"
+        " VALUES(1, 1, 'old', 'hello', 'complete', 1, 0, '2025-01-01T00:00:00Z', 0);"
+        "INSERT INTO runs(id, model, tag, prompt, status, n_prompt, n_gen, created_at, flags)"
+        " VALUES(2, 1, 'imp', '', 'complete', 1, 0, '2025-01-01T00:00:00Z', 12);"
+        "INSERT INTO tokens VALUES(1, 0, 5, 'he', 1, NULL, NULL, NULL);"
+        "INSERT INTO routes VALUES(1, 0, 0, 1, 2, x'0301', x'0000403f0000803e', NULL, NULL,"
+        " NULL);";
+    assert_int_equal(sqlite3_exec(h, rows, 0, 0, 0), SQLITE_OK);
+    sqlite3_close(h);
+
+    Db *db = db_open(t->path, 0, &err);
+    if (!db)
+        fail_msg("%s", err.msg);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &st, NULL);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 3);
+    sqlite3_finalize(st);
+    DbRun r;
+    assert_int_equal(db_run_get(db, 1, &r, &err), DB_OK);
+    assert_null(r.source);
+    assert_false(r.flags & DB_RUN_IMPORTED);
+    assert_string_equal(r.prompt, "hello");
+    db_run_free(&r);
+    assert_int_equal(db_run_get(db, 2, &r, &err), DB_OK);
+    assert_non_null(r.source);
+    assert_string_equal(r.source, "moetrace");
+    assert_true(r.flags & DB_RUN_IMPORTED);
+    assert_true(r.flags & DB_RUN_NO_WEIGHTS);
+    db_run_free(&r);
+    RouteAcc acc = { 0, 1 };
+    assert_int_equal(db_routes(db, 1, 0, -1, -1, route_cb, &acc, &err), DB_OK);
+    assert_int_equal(acc.n, 1);
+    assert_true(acc.ok);
+
+    /* a new run records its source */
+    DbRunInfo ri = { 0 };
+    ri.model = 1;
+    ri.source = "sglang:/data/trace";
+    ri.flags = DB_RUN_IMPORTED;
+    DbLog *lg = db_log_begin(db, &ri, 0, &err);
+    assert_non_null(lg);
+    int64_t id = db_log_run_id(lg);
+    assert_int_equal(db_log_finish(lg, DB_RUN_COMPLETE, NULL, &err), DB_OK);
+    assert_int_equal(db_run_get(db, id, &r, &err), DB_OK);
+    assert_string_equal(r.source, "sglang:/data/trace");
+    db_run_free(&r);
+
+    /* one version beyond this program: refused, named */
+    assert_int_equal(sqlite3_exec(db->h, "PRAGMA user_version = 4", 0, 0, 0), SQLITE_OK);
+    db_close(db);
+    db = db_open(t->path, 0, &err);
+    assert_null(db);
+    assert_int_equal(err.status, DB_E_VERSION);
+    assert_non_null(strstr(err.msg, "version 4"));
+}
+
 /* A read-only directory: creating a database there fails with a message
 ** naming the file; an existing database there cannot be opened for writing
 ** (WAL needs its side files) and is left intact.  As root, the attempt runs
@@ -1325,6 +1414,8 @@ int main(void)
                                         tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_db_migrate_v1_file_upgraded_data_kept,
                                         tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_db_migrate_v2_file_source_added, tmp_setup,
+                                        tmp_teardown),
         cmocka_unit_test_setup_teardown(test_db_open_readonly_dir_clear_error_data_intact,
                                         tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_db_log_bad_records_rejected_run_still_finishes,

@@ -1,7 +1,9 @@
 /*
 ** tests/test_db_crash.c — reliability of the routing database under
 ** failure: a writer killed with SIGKILL at many different moments, a reader
-** polling at 10 Hz while the writer logs, and a full disk.
+** polling at 10 Hz while the writer logs, and a full disk; the first two
+** also for the importer's bulk log (many runs per transaction, checkpoints
+** on their own thread).
 **
 ** The child writers log synthetic runs whose content is a function of a
 ** seed written into the run's prompt ("seed=S n=N"), so after each kill the
@@ -97,25 +99,11 @@ static int64_t add_model(Db *db)
     return m.id;
 }
 
-/* Log one synthetic run; returns DB_OK or the first error (err filled). */
-static DbStatus log_synth(Db *db, int64_t model, const char *tag, uint64_t seed,
-                          int flush_every, int logits, int *ready_fd, DbErr *err)
+/* The tokens and routes of synthetic run `seed` (n = run_len(seed) tokens)
+** appended to lg. */
+static DbStatus synth_rows(DbLog *lg, uint64_t seed)
 {
-    char prompt[64];
     int n = run_len(seed), n_prompt = 10;
-    snprintf(prompt, sizeof prompt, "seed=%llu n=%d", (unsigned long long)seed, n);
-    DbRunInfo ri = { .model = model, .tag = tag, .prompt = prompt, .seed = seed,
-                     .flags = logits ? DB_RUN_LOGITS : 0 };
-    DbLog *lg = db_log_begin(db, &ri, flush_every, err);
-    if (!lg)
-        return err->status;
-    if (ready_fd && *ready_fd >= 0) {
-        /* tell the parent a run is under way: its clock starts now */
-        ssize_t w = write(*ready_fd, "r", 1);   /* the parent may not listen */
-        (void)w;
-        close(*ready_fd);
-        *ready_fd = -1;
-    }
     DbStatus s = DB_OK;
     float lgt[NE];
     for (int e = 0; e < NE; e++)
@@ -133,6 +121,33 @@ static DbStatus log_synth(Db *db, int64_t model, const char *tag, uint64_t seed,
             s = db_log_route(lg, &r);
         }
     }
+    return s;
+}
+
+static void synth_prompt(char *buf, size_t cap, uint64_t seed)
+{
+    snprintf(buf, cap, "seed=%llu n=%d", (unsigned long long)seed, run_len(seed));
+}
+
+/* Log one synthetic run; returns DB_OK or the first error (err filled). */
+static DbStatus log_synth(Db *db, int64_t model, const char *tag, uint64_t seed,
+                          int flush_every, int logits, int *ready_fd, DbErr *err)
+{
+    char prompt[64];
+    synth_prompt(prompt, sizeof prompt, seed);
+    DbRunInfo ri = { .model = model, .tag = tag, .prompt = prompt, .seed = seed,
+                     .flags = logits ? DB_RUN_LOGITS : 0 };
+    DbLog *lg = db_log_begin(db, &ri, flush_every, err);
+    if (!lg)
+        return err->status;
+    if (ready_fd && *ready_fd >= 0) {
+        /* tell the parent a run is under way: its clock starts now */
+        ssize_t w = write(*ready_fd, "r", 1);   /* the parent may not listen */
+        (void)w;
+        close(*ready_fd);
+        *ready_fd = -1;
+    }
+    DbStatus s = synth_rows(lg, seed);
     DbErr e2 = { 0 };
     DbStatus f = db_log_finish(lg, s == DB_OK ? DB_RUN_COMPLETE : DB_RUN_FAILED, NULL, &e2);
     if (s == DB_OK && f != DB_OK) {
@@ -140,6 +155,49 @@ static DbStatus log_synth(Db *db, int64_t model, const char *tag, uint64_t seed,
         s = f;
     } else if (s != DB_OK) {
         *err = e2;               /* the sticky flush error, with its message */
+    }
+    return s;
+}
+
+/* Log synthetic runs seed0, seed0+1, ... through one bulk log (the
+** importer's path) with small batches, so that runs span batches and
+** batches hold the end of one run and the start of the next, and with
+** checkpoints asked for after nearly every commit.  n_runs < 0: until
+** *stop is set (or forever).  Returns the first error. */
+static DbStatus bulk_synth(Db *db, int64_t model, const char *tag, uint64_t seed0, int n_runs,
+                           atomic_int *stop, int *ready_fd, int *n_done, DbErr *err)
+{
+    DbLog *lg = db_log_bulk_begin(db, model, 300, err);
+    if (!lg)
+        return err->status;
+    db_log_set_checkpoints(lg, 4, 32);
+    if (ready_fd && *ready_fd >= 0) {
+        ssize_t w = write(*ready_fd, "r", 1);
+        (void)w;
+        close(*ready_fd);
+        *ready_fd = -1;
+    }
+    DbStatus s = DB_OK;
+    int j = 0;
+    for (; s == DB_OK && (n_runs < 0 || j < n_runs) && !(stop && atomic_load(stop)); j++) {
+        char prompt[64];
+        synth_prompt(prompt, sizeof prompt, seed0 + (uint64_t)j);
+        DbRunInfo ri = { .model = model, .tag = tag, .prompt = prompt,
+                         .seed = seed0 + (uint64_t)j, .flags = DB_RUN_IMPORTED,
+                         .source = "moetrace:/synthetic" };
+        s = db_log_bulk_run(lg, &ri);
+        if (s == DB_OK)
+            s = synth_rows(lg, seed0 + (uint64_t)j);
+        if (s == DB_OK)
+            s = db_log_bulk_end(lg, DB_RUN_COMPLETE, NULL);
+    }
+    if (n_done)
+        *n_done = j;
+    DbErr e2 = { 0 };
+    DbStatus f = db_log_bulk_finish(lg, NULL, NULL, &e2);
+    if (f != DB_OK) {
+        *err = e2;
+        s = f;
     }
     return s;
 }
@@ -212,13 +270,18 @@ static int verify_run(Db *db, int64_t run)
 
 /* ---- (a) SIGKILL at many moments --------------------------------------- */
 
-static void child_writer(const char *path, int64_t model, int iter, int ready_fd)
+static void child_writer(const char *path, int64_t model, int iter, int bulk, int ready_fd)
 {
     DbErr err = { 0 };
     signal(SIGPIPE, SIG_IGN);
     Db *db = db_open(path, 0, &err);
     if (!db)
         _exit(2);
+    if (bulk) {
+        bulk_synth(db, model, "crash", (uint64_t)iter * 100000, -1, NULL, &ready_fd, NULL,
+                   &err);
+        _exit(3);
+    }
     for (int j = 0; j < 100000; j++) {
         if (log_synth(db, model, "crash", (uint64_t)iter * 100000 + (uint64_t)j, 64, 0,
                       &ready_fd, &err) != DB_OK)
@@ -227,9 +290,10 @@ static void child_writer(const char *path, int64_t model, int iter, int ready_fd
     _exit(0);
 }
 
-static void test_db_sigkill_writer_complete_runs_intact(void **state)
+/* Kill a child writer KILLS times at different moments; after each, the
+** database is checked as the next user would find it. */
+static void sigkill_loop(Tmp *t, int bulk)
 {
-    Tmp *t = *state;
     DbErr err = { 0 };
     Db *db = db_open(t->path, DB_OPEN_CREATE, &err);
     assert_non_null(db);
@@ -254,7 +318,7 @@ static void test_db_sigkill_writer_complete_runs_intact(void **state)
         assert_true(pid >= 0);
         if (pid == 0) {
             close(pfd[0]);
-            child_writer(t->path, model, it, pfd[1]);
+            child_writer(t->path, model, it, bulk, pfd[1]);
         }
         close(pfd[1]);
         char c;
@@ -309,12 +373,24 @@ static void test_db_sigkill_writer_complete_runs_intact(void **state)
             dup |= delays[j] == delays[i];
         distinct += !dup;
     }
-    printf("%d kills (%d distinct moments): %d complete runs verified row by row, "
-           "%d interrupted (%d with rows written)\n", KILLS, distinct, n_complete,
-           n_interrupted, n_mid_run);
+    printf("%s: %d kills (%d distinct moments): %d complete runs verified row by row, "
+           "%d interrupted (%d with rows written)\n", bulk ? "bulk log" : "run log", KILLS,
+           distinct, n_complete, n_interrupted, n_mid_run);
     assert_int_equal(distinct, KILLS);
     assert_true(n_complete > 0);
     assert_true(n_mid_run >= KILLS / 3);
+}
+
+static void test_db_sigkill_writer_complete_runs_intact(void **state)
+{
+    sigkill_loop(*state, 0);
+}
+
+/* The same with the importer's bulk log: many runs per transaction, runs
+** begun and ended inside batches, checkpoints running all the time. */
+static void test_db_sigkill_bulk_writer_complete_runs_intact(void **state)
+{
+    sigkill_loop(*state, 1);
 }
 
 /* ---- (b) a reader at 10 Hz while the writer logs ----------------------- */
@@ -415,6 +491,50 @@ static void test_db_reader_polls_while_writer_logs_no_busy(void **state)
     db_close(db);
 }
 
+/* The reader again, against the importer's bulk log with checkpoints asked
+** for after nearly every commit (and the writer waiting for them). */
+static void test_db_reader_polls_while_bulk_writer_logs_no_busy(void **state)
+{
+    Tmp *t = *state;
+    DbErr err = { 0 };
+    Db *db = db_open(t->path, DB_OPEN_CREATE, &err);
+    assert_non_null(db);
+    int64_t model = add_model(db);
+    Reader rd = { .path = t->path };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, reader_main, &rd), 0);
+    double t0 = now_ms();
+    int runs = 0, werr = 0;
+    while (now_ms() - t0 < 1500 || runs < 6) {
+        int n = 0;
+        if (bulk_synth(db, model, "live", 1000 + (uint64_t)runs, 3, NULL, NULL, &n, &err) !=
+            DB_OK) {
+            fprintf(stderr, "bulk writer: %s\n", err.msg);
+            werr++;
+        }
+        runs += n;
+    }
+    atomic_store(&rd.done, 1);
+    pthread_join(th, NULL);
+    printf("bulk writer: %d runs, %d errors; reader: %d polls, %d errors (%d busy), "
+           "%d inconsistent, slowest poll %.1f ms\n", runs, werr, rd.polls, rd.errors,
+           rd.busy, rd.inconsistent, rd.max_ms);
+    if (rd.first_error[0])
+        printf("reader error: %s\n", rd.first_error);
+    assert_int_equal(werr, 0);
+    assert_int_equal(rd.errors, 0);
+    assert_int_equal(rd.inconsistent, 0);
+    assert_true(rd.polls >= 10);
+    DbSel sel = { .tag = "live" };
+    DbLoad ld;
+    assert_int_equal(db_load(db, &sel, &ld, &err), DB_OK);
+    assert_int_equal(ld.n_runs, runs);
+    db_load_free(&ld);
+    for (int64_t id = 1; id <= runs; id++)
+        assert_int_equal(verify_run(db, id), 0);
+    db_close(db);
+}
+
 /* ---- (c) a full disk ---------------------------------------------------- */
 
 static void test_db_full_disk_clear_error_data_intact(void **state)
@@ -487,6 +607,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_db_sigkill_writer_complete_runs_intact,
+                                        tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_db_sigkill_bulk_writer_complete_runs_intact,
+                                        tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_db_reader_polls_while_bulk_writer_logs_no_busy,
                                         tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_db_reader_polls_while_writer_logs_no_busy,
                                         tmp_setup, tmp_teardown),

@@ -3,8 +3,9 @@
 ** good and malformed headers, a synthetic trace with dense layers and -1
 ** slots imported into runs, malformed traces refused before anything is
 ** written, an import undone when cancelled, the JSONL form equal to the
-** directory form, and the round trip runs → export → import giving the
-** same routes and aggregates.
+** directory form, the round trip runs → export → import giving the
+** same routes and aggregates, and `moescope stats` / `contrast` on an
+** imported DeepSeek-V3-shaped trace.
 */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,10 @@
 
 #include "db/db.h"
 #include "db/db_int.h"
+#include "tui/cmds.h"
+
+#include <fcntl.h>
+#include <jansson.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -338,7 +343,28 @@ static void test_import_trace_dense_layers_and_missing_slots_kept(void **state)
     assert_string_equal(r.prompt, "seven");
     assert_string_equal(r.model_name, "toy-moe");
     assert_string_equal(r.tag, "imp");
+    /* runs.source: the engine named in meta.json and the absolute path */
+    char *abs = realpath(dir, NULL);
+    char want_src[300];
+    snprintf(want_src, sizeof want_src, "vllm:%s", abs);
+    free(abs);
+    assert_non_null(r.source);
+    assert_string_equal(r.source, want_src);
     db_run_free(&r);
+
+    /* the runs export says where the run came from */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mf = open_memstream(&buf, &len);
+    DbSel one = { .run = first };
+    assert_int_equal(db_export(db, &one, DB_WHAT_RUNS, DB_FMT_JSONL, mf, &err), DB_OK);
+    fclose(mf);
+    char want_js[400];
+    snprintf(want_js, sizeof want_js, "\"source\":\"%s\",\"imported\":true,"
+             "\"no_weights\":false}", want_src);
+    if (!strstr(buf, want_js))
+        fail_msg("runs export lacks %s: %s", want_js, buf);
+    free(buf);
 
     /* seq 7 (run first): every route at its absolute layer, -1 slots gone */
     Routes g = { 0 };
@@ -409,6 +435,32 @@ static void test_import_no_weights_flagged_with_uniform_weights(void **state)
     assert_int_equal(g.k[0], 3);                /* the row with a third expert */
     for (int i = 0; i < 3; i++)
         assert_true(g.w[0][i] == 1.0f / 3.0f);
+
+    /* exported again, the trace still says where it came from and has no
+    ** weights (the 1/k are not passed off as gate weights); imported
+    ** again, its runs are flagged the same */
+    char back[160], p[200];
+    snprintf(back, sizeof back, "%s/nw-back", t->dir);
+    DbSel sel = { .tag = "nw" };
+    assert_int_equal(db_export_moetrace(db, &sel, back, &err), DB_OK);
+    snprintf(p, sizeof p, "%s/weights.npy", back);
+    assert_int_not_equal(access(p, F_OK), 0);
+    snprintf(p, sizeof p, "%s/meta.json", back);
+    json_error_t je;
+    json_t *m = json_load_file(p, 0, &je);
+    assert_non_null(m);
+    assert_string_equal(json_string_value(json_object_get(m, "source")), "vllm");
+    json_decref(m);
+    DbTrace *tr2 = db_trace_open(back, &err);
+    assert_non_null(tr2);
+    DbImportOpts o2 = { .tag = "nw2" };
+    int64_t first2 = 0;
+    assert_int_equal(db_import(db, tr2, &o2, &first2, NULL, &err), DB_OK);
+    assert_int_equal(db_run_get(db, first2, &r, &err), DB_OK);
+    assert_true(r.flags & DB_RUN_NO_WEIGHTS);
+    assert_true(r.source && !strncmp(r.source, "vllm:/", 6) && strstr(r.source, "nw-back"));
+    db_run_free(&r);
+    db_trace_close(tr2);
     db_close(db);
     db_trace_close(tr);
 }
@@ -774,6 +826,208 @@ static void test_roundtrip_runs_export_import_identical(void **state)
     db_close(db);
 }
 
+/* ---- stats and contrast on a DeepSeek-V3-shaped import ------------------- */
+
+enum { DS_L = 61, DS_DENSE = 3, DS_MOE = DS_L - DS_DENSE, DS_E = 256, DS_K = 8,
+       DS_SEQ = 2, DS_T = 30, DS_PROMPT = 10, DS_LAYER = 40, DS_EXPERT = 7 };
+
+/* A vLLM-like trace (no weights; the last token of each sequence never ran
+** through the model, so its slots are all -1).  With plant set, layer
+** DS_LAYER always chooses DS_EXPERT first; without, never. */
+static void write_dsv3_trace(const char *dir, uint64_t seed, int plant)
+{
+    static int16_t ex[DS_SEQ * DS_T][DS_MOE][DS_K];
+    int64_t idx[DS_SEQ * DS_T][3];
+    char p[256];
+    assert_int_equal(mkdir(dir, 0777), 0);
+    for (int s = 0; s < DS_SEQ; s++)
+        for (int t = 0; t < DS_T; t++) {
+            int i = s * DS_T + t;
+            idx[i][0] = s;
+            idx[i][1] = t;
+            idx[i][2] = (t * 7919 + s) % 129280;
+            for (int j = 0; j < DS_MOE; j++) {
+                int n = 0;
+                if (t == DS_T - 1) {
+                    for (int q = 0; q < DS_K; q++)
+                        ex[i][j][q] = -1;
+                    continue;
+                }
+                if (plant && j + DS_DENSE == DS_LAYER)
+                    ex[i][j][n++] = DS_EXPERT;
+                while (n < DS_K) {
+                    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                    int e = (int)(seed >> 33) % DS_E, dup = 0;
+                    for (int q = 0; q < n; q++)
+                        dup |= ex[i][j][q] == e;
+                    if (!dup && !(j + DS_DENSE == DS_LAYER && e == DS_EXPERT))
+                        ex[i][j][n++] = (int16_t)e;
+                }
+            }
+        }
+    snprintf(p, sizeof p, "%s/meta.json", dir);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"format\": \"moetrace\", \"version\": 1, \"model\": \"deepseek-ai/DeepSeek-V3\","
+               " \"source\": \"vllm\", \"arch\": \"deepseek_v3\", \"num_layers\": %d,"
+               " \"num_experts\": %d, \"top_k\": %d, \"id_space\": \"logical\","
+               " \"moe_layers\": [", DS_L, DS_E, DS_K);
+    for (int l = DS_DENSE; l < DS_L; l++)
+        fprintf(f, "%s%d", l > DS_DENSE ? ", " : "", l);
+    fprintf(f, "], \"sequences\": [{\"id\": 0, \"prompt_len\": %d}, {\"id\": 1, "
+               "\"prompt_len\": %d}]}\n", DS_PROMPT, DS_PROMPT);
+    assert_int_equal(fclose(f), 0);
+    uint64_t si[2] = { DS_SEQ * DS_T, 3 }, se[3] = { DS_SEQ * DS_T, DS_MOE, DS_K };
+    snprintf(p, sizeof p, "%s/index.npy", dir);
+    write_npy(p, "<i8", 2, si, idx, sizeof idx);
+    snprintf(p, sizeof p, "%s/experts.npy", dir);
+    write_npy(p, "<i2", 3, se, ex, sizeof ex);
+}
+
+/* Run a subcommand with its stdout going to path; returns its exit status. */
+static int run_cmd_to(const char *path, int (*cmd)(int, char **), ...)
+{
+    char *argv[24];
+    int argc = 0;
+    va_list ap;
+    va_start(ap, cmd);
+    while (argc < 23 && (argv[argc] = va_arg(ap, char *)) != NULL)
+        argc++;
+    va_end(ap);
+    argv[argc] = NULL;
+    fflush(stdout);
+    int saved = dup(1), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(saved >= 0 && fd >= 0);
+    dup2(fd, 1);
+    close(fd);
+    int rc = cmd(argc, argv);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    return rc;
+}
+
+static json_t *load_json(const char *path)
+{
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    if (!j)
+        fail_msg("%s: line %d: %s", path, je.line, je.text);
+    return j;
+}
+
+/* Per-layer rows of one split: exactly the MoE layers 3..60 in order, each
+** with the routed tokens (the last token of a sequence has no route), k
+** experts per routed token, weight mass 1 per token (1/k stored per
+** expert without gate weights).  Returns the largest mass difference. */
+static double check_split(json_t *split, int positions, int routed, int planted)
+{
+    assert_int_equal(json_integer_value(json_object_get(split, "positions")), positions);
+    json_t *layers = json_object_get(split, "layers");
+    assert_int_equal(json_array_size(layers), DS_MOE);
+    double maxd = 0;
+    for (int j = 0; j < DS_MOE; j++) {
+        json_t *l = json_array_get(layers, (size_t)j);
+        int layer = (int)json_integer_value(json_object_get(l, "layer"));
+        assert_int_equal(layer, DS_DENSE + j);
+        assert_int_equal(json_integer_value(json_object_get(l, "tokens")), routed);
+        json_t *cnt = json_object_get(l, "count"), *mass = json_object_get(l, "mass");
+        assert_int_equal(json_array_size(cnt), DS_E);
+        int64_t sum = 0;
+        double msum = 0;
+        for (int e = 0; e < DS_E; e++) {
+            sum += json_integer_value(json_array_get(cnt, (size_t)e));
+            msum += json_number_value(json_array_get(mass, (size_t)e));
+        }
+        assert_int_equal(sum, (int64_t)routed * DS_K);
+        double d = fabs(msum - routed);
+        maxd = d > maxd ? d : maxd;
+        int64_t c7 = json_integer_value(json_array_get(cnt, DS_EXPERT));
+        if (layer == DS_LAYER)
+            assert_int_equal(c7, planted ? routed : 0);
+        double ent = json_number_value(json_object_get(l, "entropy"));
+        assert_true(ent > 0 && ent <= 1);
+    }
+    return maxd;
+}
+
+static void test_import_dsv3_stats_contrast_moe_layers_only(void **state)
+{
+    Tmp *t = *state;
+    char a[128], b[128], out[160];
+    snprintf(a, sizeof a, "%s/dsa", t->dir);
+    snprintf(b, sizeof b, "%s/dsb", t->dir);
+    snprintf(out, sizeof out, "%s/out", t->dir);
+    write_dsv3_trace(a, 11, 1);
+    write_dsv3_trace(b, 12, 0);
+    assert_int_equal(run_cmd_to(out, tui_cmd_import, "import", a, "--db", t->db, "--tag", "dsa",
+                                "--quiet", NULL), 0);
+    assert_int_equal(run_cmd_to(out, tui_cmd_import, "import", b, "--db", t->db, "--tag", "dsb",
+                                "--quiet", NULL), 0);
+
+    /* stats, JSON: every split lists the 58 MoE layers and nothing else */
+    assert_int_equal(run_cmd_to(out, tui_cmd_stats, "stats", "--db", t->db, "--tag", "dsa",
+                                "--format", "json", NULL), 0);
+    json_t *j = load_json(out);
+    assert_int_equal(json_integer_value(json_object_get(j, "n_expert")), DS_E);
+    json_t *sp = json_object_get(j, "splits");
+    int routed = DS_SEQ * (DS_T - 1);
+    double d = check_split(json_object_get(sp, "all"), DS_SEQ * DS_T, routed, 1);
+    double d2 = check_split(json_object_get(sp, "prompt"), DS_SEQ * DS_PROMPT,
+                            DS_SEQ * DS_PROMPT, 1);
+    d = d2 > d ? d2 : d;
+    d2 = check_split(json_object_get(sp, "gen"), DS_SEQ * (DS_T - DS_PROMPT),
+                     DS_SEQ * (DS_T - DS_PROMPT - 1), 1);
+    d = d2 > d ? d2 : d;
+    printf("stats on the DeepSeek-V3-shaped import: weight mass vs routed tokens, largest "
+           "difference %g\n", d);
+    assert_true(d < 1e-4);
+    json_decref(j);
+
+    /* stats, table: the per-layer block has rows 3..60 */
+    assert_int_equal(run_cmd_to(out, tui_cmd_stats, "stats", "--db", t->db, "--tag", "dsa",
+                                NULL), 0);
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    char line[4096];
+    int in_block = 0, next = DS_DENSE;
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "layer ", 6)) {
+            in_block = 1;
+            continue;
+        }
+        if (!in_block)
+            continue;
+        int layer = -1, tokens = -1;
+        if (sscanf(line, "%d %d", &layer, &tokens) != 2)
+            break;
+        assert_int_equal(layer, next);
+        assert_int_equal(tokens, routed);
+        next++;
+    }
+    fclose(f);
+    assert_int_equal(next, DS_L);
+
+    /* contrast: the planted expert comes first, counted over routed tokens */
+    assert_int_equal(run_cmd_to(out, tui_cmd_contrast, "contrast", "--db", t->db, "--a", "dsa",
+                                "--b", "dsb", "--perm", "20", "--top", "3", "--format", "json",
+                                NULL), 0);
+    j = load_json(out);
+    json_t *rows = json_object_get(j, "rows");
+    assert_true(json_array_size(rows) >= 1);
+    json_t *r0 = json_array_get(rows, 0);
+    assert_int_equal(json_integer_value(json_object_get(r0, "layer")), DS_LAYER);
+    assert_int_equal(json_integer_value(json_object_get(r0, "expert")), DS_EXPERT);
+    assert_int_equal(json_integer_value(json_object_get(r0, "count_a")), routed);
+    assert_int_equal(json_integer_value(json_object_get(r0, "n_a")), routed);
+    assert_int_equal(json_integer_value(json_object_get(r0, "count_b")), 0);
+    for (size_t i = 0; i < json_array_size(rows); i++) {
+        int layer = (int)json_integer_value(json_object_get(json_array_get(rows, i), "layer"));
+        assert_true(layer >= DS_DENSE && layer < DS_L);
+    }
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -789,6 +1043,8 @@ int main(void)
                                         tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_import_jsonl_equals_directory_form, tmp_setup,
                                         tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_import_dsv3_stats_contrast_moe_layers_only,
+                                        tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_roundtrip_runs_export_import_identical, tmp_setup,
                                         tmp_teardown),
     };
