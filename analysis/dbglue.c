@@ -227,6 +227,23 @@ static AnStatus list_runs(Db *db, const DbSel *sel, RunList *out, AnErr *err)
     return AN_OK;
 }
 
+/* Append to the title when some runs come from traces without gate weights:
+** their weight mass is 1/k per chosen expert, not a measurement. */
+static void note_no_weights(AnDbInfo *info, const RunRec *v, int n, const RunRec *v2, int n2)
+{
+    int nw = 0;
+    for (int i = 0; i < n; i++)
+        nw += (v[i].flags & DB_RUN_NO_WEIGHTS) != 0;
+    for (int i = 0; i < n2; i++)
+        nw += (v2[i].flags & DB_RUN_NO_WEIGHTS) != 0;
+    if (nw == 0)
+        return;
+    size_t len = strlen(info->title);
+    snprintf(info->title + len, sizeof info->title - len,
+             "; %d imported run%s without gate weights: weight mass there is 1/k per expert",
+             nw, nw == 1 ? "" : "s");
+}
+
 static AnGating gating_of(const char *arch)
 {
     if (!strcmp(arch, "deepseek2") || !strcmp(arch, "glm4moe"))
@@ -575,6 +592,7 @@ AnStatus an_db_stats(Db *db, const char *path, int64_t run, const char *tag,
         snprintf(info->title, sizeof info->title, "tag '%s': %d complete runs", tag, n_complete);
     else
         snprintf(info->title, sizeof info->title, "all runs: %d complete", n_complete);
+    note_no_weights(info, rl.v, rl.n, NULL, 0);
     int use_routes = p->want_routes || p->want_pairs || n_complete == 0;
     if (!use_routes) {
         DbLoad dl;
@@ -762,6 +780,7 @@ AnStatus an_db_contrast(Db *db, const char *path, const char *tag_a, const char 
     info->n_skipped = skip_a + skip_b;
     snprintf(info->title, sizeof info->title, "contrast A = tag '%s' (%d runs) vs B = tag '%s' "
              "(%d runs)", tag_a, ra.n, tag_b, rb.n);
+    note_no_weights(info, ra.v, ra.n, rb.v, rb.n);
     for (int i = 0; dl && i < (int)N; i++)
         db_load_free(&dl[i]);
     for (int i = 0; ld && i < (int)N; i++)
