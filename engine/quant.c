@@ -28,20 +28,6 @@
 
 /* ---- small helpers ----------------------------------------------------- */
 
-static uint16_t rd16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 static float f32_from_bits(uint32_t u)
 {
     float f;
@@ -126,14 +112,14 @@ static void deq_f16(const void *src, float *y, int64_t nb)
 {
     const uint8_t *p = src;
     for (int64_t i = 0; i < nb; i++)
-        y[i] = eng_f16_to_f32(rd16(p + 2 * i));
+        y[i] = eng_f16_to_f32(eng_rd16(p + 2 * i));
 }
 
 static void deq_bf16(const void *src, float *y, int64_t nb)
 {
     const uint8_t *p = src;
     for (int64_t i = 0; i < nb; i++)
-        y[i] = eng_bf16_to_f32(rd16(p + 2 * i));
+        y[i] = eng_bf16_to_f32(eng_rd16(p + 2 * i));
 }
 
 /* Q8_0: d (f16), qs[32] int8.  y = q * d */
@@ -141,7 +127,7 @@ static void deq_q8_0(const void *src, float *y, int64_t nb)
 {
     const uint8_t *b = src;
     for (int64_t i = 0; i < nb; i++, b += 34, y += 32) {
-        float d = eng_f16_to_f32(rd16(b));
+        float d = eng_f16_to_f32(eng_rd16(b));
         const int8_t *q = (const int8_t *)(b + 2);
         for (int j = 0; j < 32; j++)
             y[j] = q[j] * d;
@@ -154,7 +140,7 @@ static void deq_q4_0(const void *src, float *y, int64_t nb)
 {
     const uint8_t *b = src;
     for (int64_t i = 0; i < nb; i++, b += 18, y += 32) {
-        float d = eng_f16_to_f32(rd16(b));
+        float d = eng_f16_to_f32(eng_rd16(b));
         const uint8_t *q = b + 2;
         for (int j = 0; j < 16; j++) {
             y[j] = ((q[j] & 0xF) - 8) * d;
@@ -168,8 +154,8 @@ static void deq_q4_1(const void *src, float *y, int64_t nb)
 {
     const uint8_t *b = src;
     for (int64_t i = 0; i < nb; i++, b += 20, y += 32) {
-        float d = eng_f16_to_f32(rd16(b));
-        float m = eng_f16_to_f32(rd16(b + 2));
+        float d = eng_f16_to_f32(eng_rd16(b));
+        float m = eng_f16_to_f32(eng_rd16(b + 2));
         const uint8_t *q = b + 4;
         for (int j = 0; j < 16; j++) {
             y[j] = (q[j] & 0xF) * d + m;
@@ -184,8 +170,8 @@ static void deq_q5_0(const void *src, float *y, int64_t nb)
 {
     const uint8_t *b = src;
     for (int64_t i = 0; i < nb; i++, b += 22, y += 32) {
-        float d = eng_f16_to_f32(rd16(b));
-        uint32_t qh = rd32(b + 2);
+        float d = eng_f16_to_f32(eng_rd16(b));
+        uint32_t qh = eng_rd32(b + 2);
         const uint8_t *q = b + 6;
         for (int j = 0; j < 16; j++) {
             int h0 = (int)((qh >> j) & 1) << 4;
@@ -201,9 +187,9 @@ static void deq_q5_1(const void *src, float *y, int64_t nb)
 {
     const uint8_t *b = src;
     for (int64_t i = 0; i < nb; i++, b += 24, y += 32) {
-        float d = eng_f16_to_f32(rd16(b));
-        float m = eng_f16_to_f32(rd16(b + 2));
-        uint32_t qh = rd32(b + 4);
+        float d = eng_f16_to_f32(eng_rd16(b));
+        float m = eng_f16_to_f32(eng_rd16(b + 2));
+        uint32_t qh = eng_rd32(b + 4);
         const uint8_t *q = b + 8;
         for (int j = 0; j < 16; j++) {
             int h0 = (int)((qh >> j) & 1) << 4;
@@ -221,8 +207,8 @@ static void deq_q4_k(const void *src, float *y, int64_t nb)
 {
     const uint8_t *b = src;
     for (int64_t i = 0; i < nb; i++, b += 144) {
-        float d = eng_f16_to_f32(rd16(b));
-        float dmin = eng_f16_to_f32(rd16(b + 2));
+        float d = eng_f16_to_f32(eng_rd16(b));
+        float dmin = eng_f16_to_f32(eng_rd16(b + 2));
         const uint8_t *scales = b + 4;
         const uint8_t *q = b + 16;
         for (int k = 0; k < 4; k++, q += 32) {
@@ -245,8 +231,8 @@ static void deq_q5_k(const void *src, float *y, int64_t nb)
 {
     const uint8_t *b = src;
     for (int64_t i = 0; i < nb; i++, b += 176) {
-        float d = eng_f16_to_f32(rd16(b));
-        float dmin = eng_f16_to_f32(rd16(b + 2));
+        float d = eng_f16_to_f32(eng_rd16(b));
+        float dmin = eng_f16_to_f32(eng_rd16(b + 2));
         const uint8_t *scales = b + 4;
         const uint8_t *qh = b + 16;
         const uint8_t *ql = b + 48;
@@ -278,7 +264,7 @@ static void deq_q6_k(const void *src, float *y, int64_t nb)
         const uint8_t *ql = b;
         const uint8_t *qh = b + 128;
         const int8_t *sc = (const int8_t *)(b + 192);
-        float d = eng_f16_to_f32(rd16(b + 208));
+        float d = eng_f16_to_f32(eng_rd16(b + 208));
         for (int n = 0; n < 2; n++, ql += 64, qh += 32, sc += 8, y += 128) {
             for (int l = 0; l < 32; l++) {
                 int is = l / 16;
@@ -427,7 +413,7 @@ static float dot8_q8_0(const void *row, const void *xq, int64_t nb)
         int sumi = 0;
         for (int j = 0; j < 32; j++)
             sumi += qw[j] * qa[j];
-        sumf += sumi * (eng_f16_to_f32(rd16(w)) * eng_f16_to_f32(rd16(a)));
+        sumf += sumi * (eng_f16_to_f32(eng_rd16(w)) * eng_f16_to_f32(eng_rd16(a)));
     }
     return sumf;
 }
@@ -442,7 +428,7 @@ static float dot8_q4_0(const void *row, const void *xq, int64_t nb)
         int sumi = 0;
         for (int j = 0; j < 16; j++)
             sumi += ((qw[j] & 0xF) - 8) * qa[j] + ((qw[j] >> 4) - 8) * qa[j + 16];
-        sumf += sumi * (eng_f16_to_f32(rd16(w)) * eng_f16_to_f32(rd16(a)));
+        sumf += sumi * (eng_f16_to_f32(eng_rd16(w)) * eng_f16_to_f32(eng_rd16(a)));
     }
     return sumf;
 }
@@ -457,8 +443,8 @@ static float dot8_q4_1(const void *row, const void *xq, int64_t nb)
         int sumi = 0;
         for (int j = 0; j < 16; j++)
             sumi += (qw[j] & 0xF) * qa[j] + (qw[j] >> 4) * qa[j + 16];
-        float dd = eng_f16_to_f32(rd16(w)) * eng_f16_to_f32(rd16(a));
-        sumf += dd * sumi + eng_f16_to_f32(rd16(w + 2)) * eng_f16_to_f32(rd16(a + 2));
+        float dd = eng_f16_to_f32(eng_rd16(w)) * eng_f16_to_f32(eng_rd16(a));
+        sumf += dd * sumi + eng_f16_to_f32(eng_rd16(w + 2)) * eng_f16_to_f32(eng_rd16(a + 2));
     }
     return sumf;
 }
@@ -468,7 +454,7 @@ static float dot8_q5_0(const void *row, const void *xq, int64_t nb)
     const uint8_t *w = row, *a = xq;
     float sumf = 0.0f;
     for (int64_t i = 0; i < nb; i++, w += 22, a += 34) {
-        uint32_t qh = rd32(w + 2);
+        uint32_t qh = eng_rd32(w + 2);
         const uint8_t *qw = w + 6;
         const int8_t *qa = (const int8_t *)(a + 2);
         int sumi = 0;
@@ -478,7 +464,7 @@ static float dot8_q5_0(const void *row, const void *xq, int64_t nb)
             sumi += (((qw[j] & 0xF) | h0) - 16) * qa[j] +
                     (((qw[j] >> 4) | h1) - 16) * qa[j + 16];
         }
-        sumf += sumi * (eng_f16_to_f32(rd16(w)) * eng_f16_to_f32(rd16(a)));
+        sumf += sumi * (eng_f16_to_f32(eng_rd16(w)) * eng_f16_to_f32(eng_rd16(a)));
     }
     return sumf;
 }
@@ -488,7 +474,7 @@ static float dot8_q5_1(const void *row, const void *xq, int64_t nb)
     const uint8_t *w = row, *a = xq;
     float sumf = 0.0f;
     for (int64_t i = 0; i < nb; i++, w += 24, a += 36) {
-        uint32_t qh = rd32(w + 4);
+        uint32_t qh = eng_rd32(w + 4);
         const uint8_t *qw = w + 8;
         const int8_t *qa = (const int8_t *)(a + 4);
         int sumi = 0;
@@ -497,8 +483,8 @@ static float dot8_q5_1(const void *row, const void *xq, int64_t nb)
             int h1 = (int)((qh >> (j + 16)) & 1) << 4;
             sumi += ((qw[j] & 0xF) | h0) * qa[j] + ((qw[j] >> 4) | h1) * qa[j + 16];
         }
-        float dd = eng_f16_to_f32(rd16(w)) * eng_f16_to_f32(rd16(a));
-        sumf += dd * sumi + eng_f16_to_f32(rd16(w + 2)) * eng_f16_to_f32(rd16(a + 2));
+        float dd = eng_f16_to_f32(eng_rd16(w)) * eng_f16_to_f32(eng_rd16(a));
+        sumf += dd * sumi + eng_f16_to_f32(eng_rd16(w + 2)) * eng_f16_to_f32(eng_rd16(a + 2));
     }
     return sumf;
 }
@@ -514,7 +500,7 @@ static float dot8_mxfp4(const void *row, const void *xq, int64_t nb)
         for (int j = 0; j < 16; j++)
             sumi += eng_mxfp4_values[qw[j] & 0xF] * qa[j] +
                     eng_mxfp4_values[qw[j] >> 4] * qa[j + 16];
-        sumf += (eng_e8m0_half(w[0]) * eng_f16_to_f32(rd16(a))) * sumi;
+        sumf += (eng_e8m0_half(w[0]) * eng_f16_to_f32(eng_rd16(a))) * sumi;
     }
     return sumf;
 }

@@ -25,6 +25,7 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <string.h>
 
 #include "engine/qtypes.h"
 
@@ -119,6 +120,21 @@ float eng_qdot_q8act_ref(uint32_t type, const void *row, const void *xq,
                          int64_t n);
 
 /* ---- helpers shared by the kernel files ------------------------------ */
+
+/* Little-endian 16/32-bit fields of a block, at any alignment. */
+static inline uint16_t eng_rd16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline uint32_t eng_rd32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
 
 /* 2^(e-128) for an E8M0 exponent byte: the MXFP4 block scale (half of the
 ** OCP scale, because the value table holds doubled E2M1 values).  e = 0, 1

@@ -19,23 +19,9 @@
 #define T2 __attribute__((target("avx2,fma,f16c")))
 #define QROUND (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
-static inline uint16_t rd16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline uint32_t rd32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 T2 static inline float h2f(const uint8_t *p)
 {
-    return _cvtsh_ss(rd16(p));
+    return _cvtsh_ss(eng_rd16(p));
 }
 
 T2 static inline float hsum8(__m256 v)
@@ -140,7 +126,7 @@ T2 static inline __m256 ld_bf16(const uint8_t *p)
             a0 = _mm256_fmadd_ps(load(w + 2 * i), _mm256_loadu_ps(x + i), a0);  \
         float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))); \
         for (; i < n; i++)                                                      \
-            s += conv(rd16(w + 2 * i)) * x[i];                                  \
+            s += conv(eng_rd16(w + 2 * i)) * x[i];                                  \
         return s;                                                               \
     }
 
@@ -154,7 +140,7 @@ T2 static void deq_f16(const void *src, float *y, int64_t n)
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(y + i, ld_f16(p + 2 * i));
     for (; i < n; i++)
-        y[i] = eng_f16_to_f32(rd16(p + 2 * i));
+        y[i] = eng_f16_to_f32(eng_rd16(p + 2 * i));
 }
 
 /* ---- 32-value blocks with one scale --------------------------------------- */
@@ -248,7 +234,7 @@ T2 static inline void q5_values(const uint8_t *qh, const uint8_t *qs, int off,
     __m128i v = _mm_loadu_si128((const __m128i *)qs);
     __m256i nib = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4),
                                    _mm_and_si128(v, m4));
-    __m256i hb = _mm256_and_si256(bits_to_bytes(rd32(qh)), _mm256_set1_epi8(0x10));
+    __m256i hb = _mm256_and_si256(bits_to_bytes(eng_rd32(qh)), _mm256_set1_epi8(0x10));
     __m256i q = _mm256_sub_epi8(_mm256_or_si256(nib, hb), _mm256_set1_epi8((char)off));
     *lo = _mm256_castsi256_si128(q);
     *hi = _mm256_extracti128_si256(q, 1);
@@ -512,7 +498,7 @@ T2 static float dot8_q4_1(const void *row, const void *xq, int64_t nb)
 
 T2 static inline __m256i q5_bytes(const uint8_t *qh, const uint8_t *qs)
 {
-    __m256i hb = _mm256_and_si256(bits_to_bytes(rd32(qh)), _mm256_set1_epi8(0x10));
+    __m256i hb = _mm256_and_si256(bits_to_bytes(eng_rd32(qh)), _mm256_set1_epi8(0x10));
     return _mm256_or_si256(nib32(qs), hb);
 }
 

@@ -28,23 +28,9 @@
 #define T5 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 #define T5I T5 __attribute__((always_inline))
 
-static inline uint16_t rd16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline uint32_t rd32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 T5 static inline float h2f(const uint8_t *p)
 {
-    return _cvtsh_ss(rd16(p));
+    return _cvtsh_ss(eng_rd16(p));
 }
 
 T5 static inline __m512i ld16u8(const uint8_t *p)
@@ -191,7 +177,7 @@ T5 static inline void unpack_q5(uint32_t qh, const uint8_t *qs, __m512 tab0, __m
 T5 static inline void unpack_q5_0(const uint8_t *b, __m512 w[2])
 {
     __m512 d = _mm512_set1_ps(h2f(b));
-    unpack_q5(rd32(b + 2), b + 6, _mm512_mul_ps(iota16(-16.0f), d),
+    unpack_q5(eng_rd32(b + 2), b + 6, _mm512_mul_ps(iota16(-16.0f), d),
               _mm512_mul_ps(iota16(0.0f), d), w);
 }
 
@@ -199,7 +185,7 @@ T5 static inline void unpack_q5_0(const uint8_t *b, __m512 w[2])
 T5 static inline void unpack_q5_1(const uint8_t *b, __m512 w[2])
 {
     __m512 d = _mm512_set1_ps(h2f(b)), m = _mm512_set1_ps(h2f(b + 2));
-    unpack_q5(rd32(b + 4), b + 8, _mm512_add_ps(_mm512_mul_ps(iota16(0.0f), d), m),
+    unpack_q5(eng_rd32(b + 4), b + 8, _mm512_add_ps(_mm512_mul_ps(iota16(0.0f), d), m),
               _mm512_add_ps(_mm512_mul_ps(iota16(16.0f), d), m), w);
 }
 
@@ -423,8 +409,8 @@ T5 static inline __m512i pair(__m256i a, __m256i b)
 /* four f16 values at p, p + stride, ... as floats */
 T5 static inline __m128 h4(const uint8_t *p, int stride)
 {
-    __m128i h = _mm_setr_epi16((short)rd16(p), (short)rd16(p + stride),
-                               (short)rd16(p + 2 * stride), (short)rd16(p + 3 * stride),
+    __m128i h = _mm_setr_epi16((short)eng_rd16(p), (short)eng_rd16(p + stride),
+                               (short)eng_rd16(p + 2 * stride), (short)eng_rd16(p + 3 * stride),
                                0, 0, 0, 0);
     return _mm_cvtph_ps(h);
 }
@@ -528,12 +514,12 @@ T5 static inline __m256i codes_q4_1(const uint8_t *w)
 
 T5 static inline __m256i codes_q5_0(const uint8_t *w)
 {
-    return _mm256_or_si256(nib32(w + 6), bit4_bytes(rd32(w + 2)));
+    return _mm256_or_si256(nib32(w + 6), bit4_bytes(eng_rd32(w + 2)));
 }
 
 T5 static inline __m256i codes_q5_1(const uint8_t *w)
 {
-    return _mm256_or_si256(nib32(w + 8), bit4_bytes(rd32(w + 4)));
+    return _mm256_or_si256(nib32(w + 8), bit4_bytes(eng_rd32(w + 4)));
 }
 
 T5 static inline __m256i codes_mxfp4(const uint8_t *w)
