@@ -140,14 +140,7 @@ int tui_cmd_eval(int argc, char **argv)
     int verbose = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int r = tui_genopts_parse("eval", &o, argc, argv, &i);
-        if (r < 0)
-            return 2;
-        if (r > 0)
-            continue;
-        if (!strcmp(a, "--db"))
-            ro.no_db = 0;
-        r = rec_opts_parse("eval", &ro, argc, argv, &i);
+        int r = tui_genrec_parse("eval", &o, &ro, argc, argv, &i);
         if (r < 0)
             return 2;
         if (r > 0)
@@ -283,14 +276,7 @@ int tui_cmd_ppl(int argc, char **argv)
     const char *file = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int r = tui_genopts_parse("ppl", &o, argc, argv, &i);
-        if (r < 0)
-            return 2;
-        if (r > 0)
-            continue;
-        if (!strcmp(a, "--db"))
-            ro.no_db = 0;
-        r = rec_opts_parse("ppl", &ro, argc, argv, &i);
+        int r = tui_genrec_parse("ppl", &o, &ro, argc, argv, &i);
         if (r < 0)
             return 2;
         if (r > 0)

@@ -36,12 +36,7 @@ int tui_cmd_run(int argc, char **argv)
     int timings = 0, quiet = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int r = tui_genopts_parse("run", &o, argc, argv, &i);
-        if (r < 0)
-            return 2;
-        if (r > 0)
-            continue;
-        r = rec_opts_parse("run", &ro, argc, argv, &i);
+        int r = tui_genrec_parse("run", &o, &ro, argc, argv, &i);
         if (r < 0)
             return 2;
         if (r > 0)

@@ -245,3 +245,13 @@ char *tui_prepare_prompt(const char *cmd, GenOpts *o, const EngModel *m, const c
     o->gs.parse_special = 1;
     return t;
 }
+
+int tui_genrec_parse(const char *cmd, GenOpts *o, RecOpts *ro, int argc, char **argv, int *i)
+{
+    int r = tui_genopts_parse(cmd, o, argc, argv, i);
+    if (r != 0)
+        return r;
+    if (!strcmp(argv[*i], "--db"))
+        ro->no_db = 0;
+    return rec_opts_parse(cmd, ro, argc, argv, i);
+}

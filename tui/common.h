@@ -8,6 +8,7 @@
 
 #include "engine/eng.h"
 #include "tui/gen.h"
+#include "tui/record.h"
 
 /* The shipped sample: samples/sample-q8_0.gguf under the working directory,
 ** else beside the binary.  Returns a static string. */
@@ -35,6 +36,11 @@ void tui_genopts_init(GenOpts *o);
 /* If argv[*i] is one of the options above, consume it (and its value) and
 ** return 1; return 0 if it is not ours, -1 on a bad value (message printed). */
 int tui_genopts_parse(const char *cmd, GenOpts *o, int argc, char **argv, int *i);
+/* The generation options, then --db/--no-db/--tag/--router-logits (giving
+** --db turns recording on for commands that default to none): 1 consumed,
+** 0 not ours, -1 bad value (message printed). */
+int tui_genrec_parse(const char *cmd, GenOpts *o, RecOpts *ro, int argc, char **argv, int *i);
+
 /* Turn the collected intervention text into o->gs.ivs for model m. */
 int tui_genopts_resolve(const char *cmd, GenOpts *o, const EngModel *m);
 /* Usage lines for these options. */
