@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/tmpdir.h"
+
 #include "db/db.h"
 #include "db/db_int.h"
 
@@ -34,41 +36,6 @@
 #include <unistd.h>
 
 enum { NL = 4, NE = 64, K = 8 };
-
-typedef struct {
-    char dir[64];
-    char path[128];
-} Tmp;
-
-static int tmp_setup(void **state)
-{
-    Tmp *t = calloc(1, sizeof *t);
-    snprintf(t->dir, sizeof t->dir, "/tmp/moescope-test-dbc-XXXXXX");
-    if (!mkdtemp(t->dir))
-        return -1;
-    snprintf(t->path, sizeof t->path, "%s/t.db", t->dir);
-    *state = t;
-    return 0;
-}
-
-static int tmp_teardown(void **state)
-{
-    Tmp *t = *state;
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", t->dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cleanup of %s failed\n", t->dir);
-    free(t);
-    return 0;
-}
-
-static uint64_t mix(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
 
 static void synth_route(uint64_t seed, int pos, int layer, int32_t *ex, float *w)
 {

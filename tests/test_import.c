@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/tmpdir.h"
+
 #include "db/db.h"
 #include "db/db_int.h"
 #include "tui/cmds.h"
@@ -28,33 +30,6 @@
 #include <unistd.h>
 
 /* ---- fixtures ------------------------------------------------------------ */
-
-typedef struct {
-    char dir[64];
-    char db[128];
-} Tmp;
-
-static int tmp_setup(void **state)
-{
-    Tmp *t = calloc(1, sizeof *t);
-    snprintf(t->dir, sizeof t->dir, "/tmp/moescope-test-imp-XXXXXX");
-    if (!t || !mkdtemp(t->dir))
-        return -1;
-    snprintf(t->db, sizeof t->db, "%s/t.db", t->dir);
-    *state = t;
-    return 0;
-}
-
-static int tmp_teardown(void **state)
-{
-    Tmp *t = *state;
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", t->dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cleanup of %s failed\n", t->dir);
-    free(t);
-    return 0;
-}
 
 static void write_file(const char *path, const void *p, size_t n)
 {
@@ -322,7 +297,7 @@ static void test_import_trace_dense_layers_and_missing_slots_kept(void **state)
     assert_true(I->has_weights);
     assert_string_equal(I->source, "vllm");
 
-    Db *db = db_open(t->db, DB_OPEN_CREATE, &err);
+    Db *db = db_open(t->path, DB_OPEN_CREATE, &err);
     assert_non_null(db);
     DbImportOpts o = { 0 };
     o.tag = "imp";
@@ -421,7 +396,7 @@ static void test_import_no_weights_flagged_with_uniform_weights(void **state)
     DbErr err = { 0 };
     DbTrace *tr = db_trace_open(dir, &err);
     assert_non_null(tr);
-    Db *db = db_open(t->db, DB_OPEN_CREATE, &err);
+    Db *db = db_open(t->path, DB_OPEN_CREATE, &err);
     DbImportOpts o = { .tag = "nw" };
     int64_t first = 0;
     assert_int_equal(db_import(db, tr, &o, &first, NULL, &err), DB_OK);
@@ -550,7 +525,7 @@ static void test_trace_malformed_refused_with_clear_message(void **state)
     expect_trace_error(t, "m6", meta, 0, "field 'top_k': 0 out of range");
     /* nothing of this created the database */
     struct stat sb;
-    assert_int_not_equal(stat(t->db, &sb), 0);
+    assert_int_not_equal(stat(t->path, &sb), 0);
 }
 
 static int cancel_midway(void *user, int64_t done, int64_t total)
@@ -598,14 +573,14 @@ static void test_import_cancelled_leaves_database_unchanged(void **state)
     snprintf(small, sizeof small, "%s/s", t->dir);
     write_trace(small, meta_ok, 1);
     DbTrace *tr = db_trace_open(small, &err);
-    Db *db = db_open(t->db, DB_OPEN_CREATE, &err);
+    Db *db = db_open(t->path, DB_OPEN_CREATE, &err);
     DbImportOpts o = { .tag = "keep" };
     assert_int_equal(db_import(db, tr, &o, NULL, NULL, &err), DB_OK);
     db_trace_close(tr);
     int64_t before[5];
     const char *tables[5] = { "runs", "tokens", "routes", "load", "models" };
     for (int i = 0; i < 5; i++)
-        before[i] = count_rows(t->db, tables[i]);
+        before[i] = count_rows(t->path, tables[i]);
 
     tr = db_trace_open(dir, &err);
     if (!tr)
@@ -614,7 +589,7 @@ static void test_import_cancelled_leaves_database_unchanged(void **state)
     assert_int_not_equal(db_import(db, tr, &o2, NULL, NULL, &err), DB_OK);
     assert_non_null(strstr(err.msg, "cancelled"));
     for (int i = 0; i < 5; i++) {
-        int64_t now = count_rows(t->db, tables[i]);
+        int64_t now = count_rows(t->path, tables[i]);
         if (now != before[i])
             fail_msg("table %s: %lld rows before, %lld after a cancelled import", tables[i],
                      (long long)before[i], (long long)now);
@@ -647,7 +622,7 @@ static void test_import_jsonl_equals_directory_form(void **state)
     }
     fclose(f);
     DbErr err = { 0 };
-    Db *db = db_open(t->db, DB_OPEN_CREATE, &err);
+    Db *db = db_open(t->path, DB_OPEN_CREATE, &err);
     const char *src[2] = { dir, jl }, *tags[2] = { "dir", "jsonl" };
     int64_t first[2];
     for (int s = 0; s < 2; s++) {
@@ -708,7 +683,7 @@ static void test_roundtrip_runs_export_import_identical(void **state)
 {
     Tmp *t = *state;
     DbErr err = { 0 };
-    Db *db = db_open(t->db, DB_OPEN_CREATE, &err);
+    Db *db = db_open(t->path, DB_OPEN_CREATE, &err);
     assert_non_null(db);
     /* a deepseek-like model: 5 layers, the first dense, 12 experts, top-3 */
     DbModel m = { .path = "/models/x.gguf", .name = "x", .arch = "deepseek2",
@@ -960,13 +935,13 @@ static void test_import_dsv3_stats_contrast_moe_layers_only(void **state)
     snprintf(out, sizeof out, "%s/out", t->dir);
     write_dsv3_trace(a, 11, 1);
     write_dsv3_trace(b, 12, 0);
-    assert_int_equal(run_cmd_to(out, tui_cmd_import, "import", a, "--db", t->db, "--tag", "dsa",
+    assert_int_equal(run_cmd_to(out, tui_cmd_import, "import", a, "--db", t->path, "--tag", "dsa",
                                 "--quiet", NULL), 0);
-    assert_int_equal(run_cmd_to(out, tui_cmd_import, "import", b, "--db", t->db, "--tag", "dsb",
+    assert_int_equal(run_cmd_to(out, tui_cmd_import, "import", b, "--db", t->path, "--tag", "dsb",
                                 "--quiet", NULL), 0);
 
     /* stats, JSON: every split lists the 58 MoE layers and nothing else */
-    assert_int_equal(run_cmd_to(out, tui_cmd_stats, "stats", "--db", t->db, "--tag", "dsa",
+    assert_int_equal(run_cmd_to(out, tui_cmd_stats, "stats", "--db", t->path, "--tag", "dsa",
                                 "--format", "json", NULL), 0);
     json_t *j = load_json(out);
     assert_int_equal(json_integer_value(json_object_get(j, "n_expert")), DS_E);
@@ -985,7 +960,7 @@ static void test_import_dsv3_stats_contrast_moe_layers_only(void **state)
     json_decref(j);
 
     /* stats, table: the per-layer block has rows 3..60 */
-    assert_int_equal(run_cmd_to(out, tui_cmd_stats, "stats", "--db", t->db, "--tag", "dsa",
+    assert_int_equal(run_cmd_to(out, tui_cmd_stats, "stats", "--db", t->path, "--tag", "dsa",
                                 NULL), 0);
     FILE *f = fopen(out, "r");
     assert_non_null(f);
@@ -1009,7 +984,7 @@ static void test_import_dsv3_stats_contrast_moe_layers_only(void **state)
     assert_int_equal(next, DS_L);
 
     /* contrast: the planted expert comes first, counted over routed tokens */
-    assert_int_equal(run_cmd_to(out, tui_cmd_contrast, "contrast", "--db", t->db, "--a", "dsa",
+    assert_int_equal(run_cmd_to(out, tui_cmd_contrast, "contrast", "--db", t->path, "--a", "dsa",
                                 "--b", "dsb", "--perm", "20", "--top", "3", "--format", "json",
                                 NULL), 0);
     j = load_json(out);
