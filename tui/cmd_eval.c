@@ -169,25 +169,15 @@ int tui_cmd_eval(int argc, char **argv)
         fprintf(stderr, "moescope eval: %s\n", e);
         return 1;
     }
-    int status = 1, hits = 0, done = 0;
-    const char *mpath = o.model ? o.model : tui_default_model();
-    EngModel *m = tui_open_model("eval", mpath);
-    EngCtx *c = NULL;
-    Recorder *rec = NULL;
-    if (!m)
+    int hits = 0, done = 0;
+    EngModel *m;
+    EngCtx *c;
+    Recorder *rec;
+    int status = tui_gen_open("eval", &o, &ro, &m, &c, &rec);
+    if (status)
         goto out;
-    if (tui_genopts_resolve("eval", &o, m) < 0) {
-        status = 2;
-        goto out;
-    }
+    status = 1;
     EngErr err = { 0 };
-    EngCtxParams cp = { .n_ctx = o.gs.n_ctx, .n_threads = o.gs.n_threads, .qact = o.qact };
-    if (!(c = eng_ctx_new(m, &cp, &err))) {
-        fprintf(stderr, "moescope eval: %s\n", err.msg);
-        goto out;
-    }
-    if (rec_open("eval", &ro, m, mpath, &rec) < 0)
-        goto out;
     for (int i = 0; i < n; i++) {
         char *text = NULL;
         size_t len = 0;
@@ -229,17 +219,10 @@ int tui_cmd_eval(int argc, char **argv)
     /* the contract: the first line is exactly this */
     printf("accuracy: %.1f %% (%d/%d)\n", 100.0 * hits / done, hits, done);
     printf("95%% interval: [%.1f %%, %.1f %%] (Wilson)\n", 100 * lo, 100 * hi);
-    if (o.gs.n_ivs) {
-        char *t = tui_ivs_text(o.gs.ivs, o.gs.n_ivs);
-        printf("interventions: %s\n", t ? t : "?");
-        free(t);
-    }
+    tui_print_ivs(stdout, &o.gs);
     status = 0;
 out:
-    if (rec_close(rec) < 0)
-        status = 1;
-    eng_ctx_free(c);
-    eng_model_close(m);
+    status = tui_gen_close(status, m, c, rec);
     gen_free_prompts(P, n > 0 ? n : 0);
     gen_free_prompts(A, n > 0 ? n : 0);
     return status;
@@ -304,33 +287,23 @@ int tui_cmd_ppl(int argc, char **argv)
         return 1;
     }
     int status = 1;
-    const char *mpath = o.model ? o.model : tui_default_model();
-    EngModel *m = tui_open_model("ppl", mpath);
-    EngCtx *c = NULL;
-    Recorder *rec = NULL;
+    EngModel *m;
+    EngCtx *c;
+    Recorder *rec;
     float *lg = NULL;
     int32_t *toks = NULL;
     double *text_nll = NULL;
     long *text_cnt = NULL;
-    if (!m)
+    status = tui_gen_open("ppl", &o, &ro, &m, &c, &rec);
+    if (status)
         goto out;
-    if (tui_genopts_resolve("ppl", &o, m) < 0) {
-        status = 2;
-        goto out;
-    }
+    status = 1;
     const EngInfo *I = eng_model_info(m);
     EngErr err = { 0 };
-    EngCtxParams cp = { .n_ctx = o.gs.n_ctx, .n_threads = o.gs.n_threads, .qact = o.qact };
-    if (!(c = eng_ctx_new(m, &cp, &err))) {
-        fprintf(stderr, "moescope ppl: %s\n", err.msg);
-        goto out;
-    }
     if (eng_ctx_set_ivs(c, o.gs.ivs, o.gs.n_ivs, &err) != ENG_OK) {
         fprintf(stderr, "moescope ppl: %s\n", err.msg);
         goto out;
     }
-    if (rec_open("ppl", &ro, m, mpath, &rec) < 0)
-        goto out;
     int n_ctx = eng_ctx_n_ctx(c), V = I->n_vocab;
     enum { CH = 64 };
     lg = malloc((size_t)CH * (size_t)V * sizeof(float));
@@ -423,21 +396,14 @@ int tui_cmd_ppl(int argc, char **argv)
     else
         printf("95%% interval: n/a (one text, %ld tokens: the interval needs two or more texts)\n",
                cnt);
-    if (o.gs.n_ivs) {
-        char *t = tui_ivs_text(o.gs.ivs, o.gs.n_ivs);
-        printf("interventions: %s\n", t ? t : "?");
-        free(t);
-    }
+    tui_print_ivs(stdout, &o.gs);
     status = 0;
 out:
-    if (rec_close(rec) < 0)
-        status = 1;
     free(lg);
     free(toks);
     free(text_nll);
     free(text_cnt);
-    eng_ctx_free(c);
-    eng_model_close(m);
+    status = tui_gen_close(status, m, c, rec);
     gen_free_prompts(T, n > 0 ? n : 0);
     return status;
 }

@@ -77,25 +77,14 @@ int tui_cmd_run(int argc, char **argv)
         one[0] = (char *)prompt;
     }
     char **list = file ? prompts : one;
-    int status = 1;
-    EngModel *m = tui_open_model("run", o.model ? o.model : tui_default_model());
-    EngCtx *c = NULL;
-    Recorder *rec = NULL;
-    if (!m)
+    EngModel *m;
+    EngCtx *c;
+    Recorder *rec;
+    int status = tui_gen_open("run", &o, &ro, &m, &c, &rec);
+    if (status)
         goto done;
-    if (tui_genopts_resolve("run", &o, m) < 0) {
-        status = 2;
-        goto done;
-    }
+    status = 1;
     EngErr err = { 0 };
-    EngCtxParams cp = { .n_ctx = o.gs.n_ctx, .n_threads = o.gs.n_threads, .qact = o.qact };
-    c = eng_ctx_new(m, &cp, &err);
-    if (!c) {
-        fprintf(stderr, "moescope run: %s\n", err.msg);
-        goto done;
-    }
-    if (rec_open("run", &ro, m, o.model ? o.model : tui_default_model(), &rec) < 0)
-        goto done;
     GenStats tot = { 0 };
     int failed = 0;
     for (int p = 0; p < n_prompts; p++) {
@@ -148,10 +137,7 @@ int tui_cmd_run(int argc, char **argv)
     }
     status = failed;
 done:
-    if (rec_close(rec) < 0)
-        status = 1;
-    eng_ctx_free(c);
-    eng_model_close(m);
+    status = tui_gen_close(status, m, c, rec);
     gen_free_prompts(prompts, file ? n_prompts : 0);
     return status;
 }

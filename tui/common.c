@@ -255,3 +255,40 @@ int tui_genrec_parse(const char *cmd, GenOpts *o, RecOpts *ro, int argc, char **
         ro->no_db = 0;
     return rec_opts_parse(cmd, ro, argc, argv, i);
 }
+
+int tui_gen_open(const char *cmd, GenOpts *o, const RecOpts *ro, EngModel **m, EngCtx **c,
+                 Recorder **rec)
+{
+    const char *path = o->model ? o->model : tui_default_model();
+    *c = NULL;
+    *rec = NULL;
+    if (!(*m = tui_open_model(cmd, path)))
+        return 1;
+    if (tui_genopts_resolve(cmd, o, *m) < 0)
+        return 2;
+    EngErr err = { 0 };
+    EngCtxParams cp = { .n_ctx = o->gs.n_ctx, .n_threads = o->gs.n_threads, .qact = o->qact };
+    if (!(*c = eng_ctx_new(*m, &cp, &err))) {
+        fprintf(stderr, "moescope %s: %s\n", cmd, err.msg);
+        return 1;
+    }
+    return rec_open(cmd, ro, *m, path, rec) < 0 ? 1 : 0;
+}
+
+int tui_gen_close(int status, EngModel *m, EngCtx *c, Recorder *rec)
+{
+    if (rec_close(rec) < 0)
+        status = 1;
+    eng_ctx_free(c);
+    eng_model_close(m);
+    return status;
+}
+
+void tui_print_ivs(FILE *f, const GenSettings *gs)
+{
+    if (!gs->n_ivs)
+        return;
+    char *t = tui_ivs_text(gs->ivs, gs->n_ivs);
+    fprintf(f, "interventions: %s\n", t ? t : "?");
+    free(t);
+}

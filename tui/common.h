@@ -51,6 +51,19 @@ extern const char *tui_genopts_help;
 ** NULL after printing "moescope CMD: ..." on failure.  Free the result. */
 char *tui_prepare_prompt(const char *cmd, GenOpts *o, const EngModel *m, const char *prompt);
 
+/* What run, eval and ppl set up before their loop: the model (o->model or
+** the sample), the interventions resolved for it, a context, the recorder.
+** Returns 0, or the exit status (1 failure, 2 bad usage) after printing
+** "moescope CMD: ..."; on failure whatever was opened is left in m, c and rec
+** for tui_gen_close. */
+int tui_gen_open(const char *cmd, GenOpts *o, const RecOpts *ro, EngModel **m, EngCtx **c,
+                 Recorder **rec);
+/* Close what tui_gen_open opened; returns 1 if the recorder failed to
+** finish, else status. */
+int tui_gen_close(int status, EngModel *m, EngCtx *c, Recorder *rec);
+/* Print "interventions: ..." when the settings have any. */
+void tui_print_ivs(FILE *f, const GenSettings *gs);
+
 /* Open a model; prints "moescope CMD: <message>" on failure. */
 EngModel *tui_open_model(const char *cmd, const char *path);
 
