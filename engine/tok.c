@@ -372,6 +372,31 @@ static int spm_byte_token(const EngTok *t, unsigned char c)
     return id;
 }
 
+/* The merge loop both tokenizers share: seed the heap with every adjacent
+** pair, then merge the best pair (SPM: highest score; BPE: lowest rank, as
+** try_bigram ranks them) while one is left, skipping pairs a merge made
+** stale, and offer the merged symbol's new neighbours.  -1 when out of
+** memory. */
+typedef int (*TryBigram)(const EngTok *t, const char *s, Sym *sym, Heap *h, int l, int r);
+
+static int merge_all(const EngTok *t, const char *s, Sym *sym, int nsym, Heap *h, TryBigram try)
+{
+    for (int i = 1; i < nsym; i++)
+        if (try(t, s, sym, h, i - 1, i) < 0)
+            return -1;
+    while (h->n > 0) {
+        Bigram b = heap_pop(h);
+        Sym *l = &sym[b.left], *r = &sym[b.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
+            continue;
+        merge_syms(sym, b.left, b.right);
+        if (try(t, s, sym, h, sym[b.left].prev, b.left) < 0 ||
+            try(t, s, sym, h, b.left, sym[b.left].next) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int spm_encode(const EngTok *t, const char *s, size_t n, IdVec *out, EngErr *err)
 {
     int nsym = 0, rc = -1;
@@ -379,19 +404,8 @@ static int spm_encode(const EngTok *t, const char *s, size_t n, IdVec *out, EngE
     Sym *sym = split_chars(s, n, &nsym);
     if (!sym)
         goto oom;
-    for (int i = 1; i < nsym; i++)
-        if (spm_try_bigram(t, s, sym, &h, i - 1, i) < 0)
-            goto oom;
-    while (h.n > 0) {
-        Bigram b = heap_pop(&h);
-        Sym *l = &sym[b.left], *r = &sym[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
-            continue;
-        merge_syms(sym, b.left, b.right);
-        if (spm_try_bigram(t, s, sym, &h, sym[b.left].prev, b.left) < 0 ||
-            spm_try_bigram(t, s, sym, &h, b.left, sym[b.left].next) < 0)
-            goto oom;
-    }
+    if (merge_all(t, s, sym, nsym, &h, spm_try_bigram) < 0)
+        goto oom;
     for (int i = nsym ? 0 : -1; i != -1; i = sym[i].next) {
         int id = lookup(t, s + sym[i].off, sym[i].n);
         if (id >= 0) {
@@ -481,19 +495,8 @@ static int bpe_word(const EngTok *t, const char *s, size_t n, IdVec *out)
     Sym *sym = split_chars(s, n, &nsym);
     if (!sym)
         return -1;
-    for (int i = 1; i < nsym; i++)
-        if (bpe_try_bigram(t, s, sym, &h, i - 1, i) < 0)
-            goto done;
-    while (h.n > 0) {
-        Bigram b = heap_pop(&h);
-        Sym *l = &sym[b.left], *r = &sym[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
-            continue;
-        merge_syms(sym, b.left, b.right);
-        if (bpe_try_bigram(t, s, sym, &h, sym[b.left].prev, b.left) < 0 ||
-            bpe_try_bigram(t, s, sym, &h, b.left, sym[b.left].next) < 0)
-            goto done;
-    }
+    if (merge_all(t, s, sym, nsym, &h, bpe_try_bigram) < 0)
+        goto done;
     for (int i = 0; i < nsym; i++) {
         if (sym[i].n == 0)
             continue;
