@@ -291,7 +291,16 @@ static const char schema_v3[] =
     "ALTER TABLE runs ADD COLUMN source TEXT;"
     "UPDATE runs SET source = 'moetrace' WHERE flags & 4;";
 
-static const char *const migrations[DB_SCHEMA_VERSION] = { schema_v1, schema_v2, schema_v3 };
+/* Version 4: runs imported as per layer×expert counts without tokens (flag
+** 16, DB_RUN_COUNTS_ONLY: SGLang per_pass / stat dumps, EPLB load records)
+** keep in n_counted how many tokens every MoE layer counted — what the
+** per-layer shares and contrasts divide by, since they have no token rows.
+** NULL for every other run. */
+static const char schema_v4[] =
+    "ALTER TABLE runs ADD COLUMN n_counted INTEGER;";
+
+static const char *const migrations[DB_SCHEMA_VERSION] = { schema_v1, schema_v2, schema_v3,
+                                                           schema_v4 };
 
 DbStatus db_schema_migrate(sqlite3 *h, int from, int to, DbErr *err)
 {

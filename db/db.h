@@ -69,7 +69,7 @@ enum {
 };
 
 /* The schema version this program writes (PRAGMA user_version). */
-#define DB_SCHEMA_VERSION 3
+#define DB_SCHEMA_VERSION 4
 
 typedef struct Db Db;
 
@@ -118,6 +118,12 @@ enum {
     DB_RUN_NO_WEIGHTS = 8,  /* the trace had no gate weights: each route
                                stores 1/k per expert, so weight mass =
                                count/k and only counts are meaningful */
+    DB_RUN_COUNTS_ONLY = 16,/* imported per layer×expert counts without
+                               tokens (SGLang per_pass / stat dumps, EPLB
+                               load records): the run has load rows and
+                               runs.n_counted, no tokens and no routes;
+                               token views (routes, tokens, prompt/gen
+                               splits, diffs) are not available */
 };
 
 typedef struct {
@@ -139,6 +145,8 @@ typedef struct {
     const char *source;     /* NULL = recorded by our engine; else where the
                                routes come from, "<engine>:<path>" (e.g.
                                "vllm:/data/trace"); stored in runs.source */
+    int64_t n_counted;      /* DB_RUN_COUNTS_ONLY runs: tokens counted in
+                               every MoE layer (runs.n_counted); else 0 */
 } DbRunInfo;
 
 #define DB_TOP_MAX 8        /* alternatives stored per token (top-5 usual) */
@@ -237,6 +245,8 @@ typedef struct {
     int top_k, greedy, n_predict, n_ctx, flags;
     int n_layer, n_expert, k;               /* from the model */
     int n_prompt, n_gen;                    /* tokens stored (running: so far) */
+    int64_t n_counted;                      /* DB_RUN_COUNTS_ONLY: tokens
+                                               counted per MoE layer, else 0 */
     double t_prompt_ms, t_gen_ms;
 } DbRun;
 
@@ -285,6 +295,11 @@ typedef struct {
     int n_layer, n_expert;
     int n_runs;
     int64_t n_prompt, n_gen;        /* tokens in those runs */
+    int n_counts_only;              /* of those runs, DB_RUN_COUNTS_ONLY
+                                       ones: their prompt/generated split
+                                       is unknown (load n_prompt = 0) */
+    int64_t n_counted;              /* tokens counted in each MoE layer by
+                                       the count-only runs */
     int64_t *count;                 /* tokens routed */
     double *weight;                 /* weight mass */
     int64_t *count_prompt;          /* of which prompt tokens */
@@ -357,8 +372,11 @@ DbStatus db_npy_write_header(FILE *f, const char *descr, int ndim,
 ** completely before anything is written: meta.json fields, NPY headers,
 ** shapes against each other and against the file sizes, every expert id
 ** (-1 or 0..num_experts-1, no repeats within a route), index rows grouped
-** by sequence with increasing positions.  Memory stays bounded: the NPY
-** files are mapped, a JSONL file is read line by line. */
+** by sequence with increasing positions.  A count trace ("kind": "counts",
+** directory form) holds counts.npy [sequences, moe_layers, num_experts]
+** instead: counts >= 0, each layer's sum = the sequence's "tokens" × top_k.
+** Memory stays bounded: the NPY files are mapped, a JSONL file is read line
+** by line. */
 typedef struct DbTrace DbTrace;
 
 typedef struct {
@@ -367,7 +385,10 @@ typedef struct {
     int n_moe, k_slots;             /* moe_layers count; experts' last dim */
     const int *moe_layers;          /* n_moe absolute layer indices */
     int has_weights, has_logits;
-    int64_t n_tokens;
+    int counts_only;                /* meta.json "kind": "counts": per
+                                       sequence layer×expert counts
+                                       (counts.npy), no tokens */
+    int64_t n_tokens;               /* rows; count traces: tokens counted */
     int n_seq;
 } DbTraceInfo;
 
@@ -392,7 +413,9 @@ typedef struct {
 } DbImportOpts;
 
 /* Import every sequence of t as one complete run (DB_RUN_IMPORTED, plus
-** DB_RUN_NO_WEIGHTS when the trace has no weights) of a model row built
+** DB_RUN_NO_WEIGHTS when the trace has no weights; a count trace's runs are
+** DB_RUN_COUNTS_ONLY | DB_RUN_NO_WEIGHTS with load rows only, weight mass
+** count/k and runs.n_counted = its "tokens") of a model row built
 ** from meta.json (no file: path "", file_size 0, hash of the model name and
 ** shape).  All or nothing: if any write fails or the progress callback
 ** cancels, the runs already written, their rows and a model row this call

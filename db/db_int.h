@@ -76,6 +76,12 @@ DbLog *db_log_bulk_begin(Db *db, int64_t model, int flush_every, DbErr *err);
 DbStatus db_log_bulk_run(DbLog *lg, const DbRunInfo *ri);
 DbStatus db_log_bulk_end(DbLog *lg, DbRunStatus status, const DbRunStats *st);
 DbStatus db_log_bulk_finish(DbLog *lg, int64_t *first, int64_t *last, DbErr *err);
+/* Add per-expert counts n[n_expert] and weight mass w[n_expert] of one
+** layer to the aggregates of the open run, which must be flagged
+** DB_RUN_COUNTS_ONLY (it has no token or route records; its load rows are
+** these sums, all counted as generated: n_prompt = 0).  DB_E_ARG for a
+** layer outside the model, a negative count or weight, or no such run. */
+DbStatus db_log_bulk_load(DbLog *lg, int layer, const int64_t *n, const double *w);
 
 /* WAL frames after a commit of lg from which the checkpointer is asked for
 ** a pass / the flusher waits for it (db/log.c; defaults 1024 and 8192).

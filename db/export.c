@@ -324,6 +324,13 @@ static int ex_run(void *user, const DbRun *r)
     put_bool(o, (r->flags & DB_RUN_IMPORTED) != 0);
     field(o, 0, "no_weights");
     put_bool(o, (r->flags & DB_RUN_NO_WEIGHTS) != 0);
+    field(o, 0, "counts_only");
+    put_bool(o, (r->flags & DB_RUN_COUNTS_ONLY) != 0);
+    field(o, 0, "n_counted");
+    if (r->flags & DB_RUN_COUNTS_ONLY)
+        fprintf(o->f, "%lld", (long long)r->n_counted);
+    else
+        put_cstr(o, NULL);
     end_row(o);
     return ferror(o->f) != 0;
 }
@@ -371,7 +378,8 @@ static const char *const csv_header[] = {
     [DB_WHAT_RUNS] = "run,model,model_name,model_path,arch,parent,tag,status,created_at,"
                      "finished_at,prompt,prompt_fmt,seed,temp,top_p,top_k,greedy,"
                      "n_predict,n_ctx,interventions,interventions_json,n_prompt,n_gen,"
-                     "t_prompt_ms,t_gen_ms,error,source,imported,no_weights",
+                     "t_prompt_ms,t_gen_ms,error,source,imported,no_weights,counts_only,"
+                     "n_counted",
 };
 
 DbStatus db_export(Db *db, const DbSel *sel, DbWhat what, DbFormat fmt, FILE *out,

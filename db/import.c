@@ -35,6 +35,9 @@ typedef struct {
     int64_t prompt_len;
     char *text;             /* may be NULL */
     int64_t n_rows;         /* filled by the checking pass */
+    int64_t tokens;         /* count traces: tokens counted per MoE layer */
+    int64_t row;            /* index in meta.json "sequences" (= counts.npy
+                               row of a count trace) */
 } Seq;
 
 struct DbTrace {
@@ -45,6 +48,7 @@ struct DbTrace {
     int *moe_layers;
     Seq *seq;               /* sorted by id */
     DbNpy index, experts, weights, logits;
+    DbNpy counts;           /* count traces: int [n_seq, n_moe, num_experts] */
 };
 
 /* One row of a trace, decoded. */
@@ -147,6 +151,12 @@ static DbStatus parse_meta(DbTrace *t, json_t *m, const char *where, DbErr *err)
         return meta_err(err, where, "format", "expected \"moetrace\"");
     if ((s = meta_int(m, where, "version", 1, 1, 0, &v, err)) != DB_OK)
         return s;
+    json_t *kind = json_object_get(m, "kind");
+    if (kind && (!json_is_string(kind) || (strcmp(json_string_value(kind), "routes") != 0 &&
+                                           strcmp(json_string_value(kind), "counts") != 0)))
+        return meta_err(err, where, "kind", "expected \"routes\" (the default: tokens and "
+                        "their routes) or \"counts\" (per-layer expert counts only)");
+    I->counts_only = kind && !strcmp(json_string_value(kind), "counts");
     if ((s = meta_str(m, where, "model", 0, &t->model, err)) != DB_OK ||
         (s = meta_str(m, where, "source", 0, &t->source, err)) != DB_OK ||
         (s = meta_str(m, where, "arch", 1, &t->arch, err)) != DB_OK)
@@ -212,10 +222,21 @@ static DbStatus parse_meta(DbTrace *t, json_t *m, const char *where, DbErr *err)
         snprintf(w, sizeof w, "%s: sequences[%zu]", where, i);
         if (!json_is_object(e))
             return db_err_set(err, DB_E_ARG, "%s: not an object", w);
-        if ((s = meta_int(e, w, "id", 0, INT64_MAX, 0, &t->seq[i].id, err)) != DB_OK ||
-            (s = meta_int(e, w, "prompt_len", 0, INT32_MAX, 0, &t->seq[i].prompt_len, err)) !=
-                DB_OK)
+        t->seq[i].row = (int64_t)i;
+        if ((s = meta_int(e, w, "id", 0, INT64_MAX, 0, &t->seq[i].id, err)) != DB_OK)
             return s;
+        if (I->counts_only) {
+            /* tokens per layer × top_k counts must fit an int64 */
+            if ((s = meta_int(e, w, "tokens", 0, INT64_MAX / 65536, 0, &t->seq[i].tokens,
+                              err)) != DB_OK)
+                return s;
+            if (json_object_get(e, "prompt_len"))
+                return meta_err(err, w, "prompt_len", "a count trace has no tokens, so no "
+                                "prompt/generated split (give \"tokens\" only)");
+        } else if ((s = meta_int(e, w, "prompt_len", 0, INT32_MAX, 0, &t->seq[i].prompt_len,
+                                 err)) != DB_OK) {
+            return s;
+        }
         json_t *tx = json_object_get(e, "text");
         if (tx && !json_is_null(tx)) {
             if ((s = meta_str(e, w, "text", 0, &t->seq[i].text, err)) != DB_OK)
@@ -255,6 +276,30 @@ static DbStatus npy_check(const DbNpy *a, const char *kinds, int ndim, const uin
     return DB_OK;
 }
 
+/* A count trace: counts.npy [len(sequences), len(moe_layers), num_experts],
+** and none of the token files (a trace is one kind or the other). */
+static DbStatus open_counts(DbTrace *t, DbErr *err)
+{
+    char p[4200];
+    const DbTraceInfo *I = &t->info;
+    static const char *const token_files[] = { "index.npy", "experts.npy", "weights.npy",
+                                               "logits.npy" };
+    struct stat sb;
+    for (size_t i = 0; i < sizeof token_files / sizeof token_files[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", t->path, token_files[i]);
+        if (stat(p, &sb) == 0)
+            return db_err_set(err, DB_E_ARG, "%s: present, but meta.json says \"kind\": "
+                              "\"counts\" (a count trace holds counts.npy only)", p);
+    }
+    snprintf(p, sizeof p, "%s/counts.npy", t->path);
+    DbStatus s = db_npy_open(&t->counts, p, err);
+    if (s != DB_OK)
+        return s;
+    uint64_t sh[3] = { (uint64_t)I->n_seq, (uint64_t)I->n_moe, (uint64_t)I->num_experts };
+    return npy_check(&t->counts, "iu", 3, sh,
+                     "integer [len(sequences), len(moe_layers), num_experts]", err);
+}
+
 static DbStatus open_dir(DbTrace *t, DbErr *err)
 {
     char p[4200];
@@ -269,6 +314,8 @@ static DbStatus open_dir(DbTrace *t, DbErr *err)
     json_decref(m);
     if (s != DB_OK)
         return s;
+    if (I->counts_only)
+        return open_counts(t, err);
 
     snprintf(p, sizeof p, "%s/index.npy", t->path);
     if ((s = db_npy_open(&t->index, p, err)) != DB_OK)
@@ -346,6 +393,9 @@ static DbStatus open_jsonl(DbTrace *t, DbErr *err)
         else
             s = parse_meta(t, m, where, err);
         json_decref(m);
+        if (s == DB_OK && t->info.counts_only)
+            s = db_err_set(err, DB_E_ARG, "%s: field 'kind': \"counts\" traces exist in the "
+                           "directory form only (meta.json + counts.npy)", where);
     }
     /* the shape of the rows comes from the first token line */
     if (s == DB_OK) {
@@ -650,6 +700,46 @@ static DbStatus check_rows(DbTrace *t, DbErr *err)
     return DB_OK;
 }
 
+/* Every count >= 0 and each layer's sum = tokens × top_k: a sequence's
+** tokens pass through every MoE layer and each picks top_k experts there
+** (SGLang counts -1 slots of padding tokens nowhere).  Counts that break
+** this were counted per rank more than once, or with another top-k. */
+static DbStatus check_counts(DbTrace *t, DbErr *err)
+{
+    const DbTraceInfo *I = &t->info;
+    const DbNpy *a = &t->counts;
+    int64_t total = 0;
+    for (int i = 0; i < I->n_seq; i++) {
+        const Seq *q = &t->seq[i];
+        for (int j = 0; j < I->n_moe; j++) {
+            uint64_t base = ((uint64_t)q->row * (uint64_t)I->n_moe + (uint64_t)j) *
+                            (uint64_t)I->num_experts;
+            int64_t sum = 0;
+            for (int e = 0; e < I->num_experts; e++) {
+                int64_t c = db_npy_int(a, base + (uint64_t)e);
+                if (c < 0 || c > INT64_MAX / 65536)
+                    return db_err_set(err, DB_E_ARG, "%s [%lld, %d, %d] (sequence id %lld, "
+                                      "layer %d): count %lld (expected 0..%lld)", a->name,
+                                      (long long)q->row, j, e, (long long)q->id,
+                                      t->moe_layers[j], (long long)c,
+                                      (long long)(INT64_MAX / 65536));
+                sum += c;
+            }
+            if (sum != q->tokens * I->top_k)
+                return db_err_set(err, DB_E_ARG, "%s [%lld, %d] (sequence id %lld, layer %d): "
+                                  "the counts sum to %lld, expected tokens (%lld) x top_k (%d) = "
+                                  "%lld: counted more than once per token (ranks?) or with "
+                                  "another top-k", a->name, (long long)q->row, j,
+                                  (long long)q->id, t->moe_layers[j], (long long)sum,
+                                  (long long)q->tokens, I->top_k,
+                                  (long long)(q->tokens * I->top_k));
+        }
+        total += q->tokens;
+    }
+    t->info.n_tokens = total;
+    return DB_OK;
+}
+
 /* ---- open / close -------------------------------------------------------------- */
 
 DbTrace *db_trace_open(const char *path, DbErr *err)
@@ -668,7 +758,7 @@ DbTrace *db_trace_open(const char *path, DbErr *err)
     t->jsonl = !S_ISDIR(sb.st_mode);
     DbStatus s = t->jsonl ? open_jsonl(t, err) : open_dir(t, err);
     if (s == DB_OK)
-        s = check_rows(t, err);
+        s = t->info.counts_only ? check_counts(t, err) : check_rows(t, err);
     if (s != DB_OK) {
         db_trace_close(t);
         return NULL;
@@ -687,6 +777,7 @@ void db_trace_close(DbTrace *t)
     db_npy_close(&t->experts);
     db_npy_close(&t->weights);
     db_npy_close(&t->logits);
+    db_npy_close(&t->counts);
     for (int i = 0; t->seq && i < t->info.n_seq; i++)
         free(t->seq[i].text);
     free(t->seq);
@@ -792,7 +883,8 @@ static DbStatus begin_run(Writer *w, const Seq *q, DbErr *err)
     ri.prompt = q->text ? q->text : "";
     ri.prompt_fmt = ri.prompt;
     ri.flags = DB_RUN_IMPORTED | (I->has_weights ? 0 : DB_RUN_NO_WEIGHTS) |
-               (I->has_logits ? DB_RUN_LOGITS : 0);
+               (I->has_logits ? DB_RUN_LOGITS : 0) | (I->counts_only ? DB_RUN_COUNTS_ONLY : 0);
+    ri.n_counted = I->counts_only ? q->tokens : 0;
     ri.greedy = 0;
     ri.source = w->source;
     DbStatus s = db_log_bulk_run(w->lg, &ri);
@@ -859,6 +951,100 @@ static DbStatus write_row(Writer *w, const Row *r, const Seq *q, DbErr *err)
     return DB_OK;
 }
 
+/* The rows of a token trace, one run per sequence; *done_out = rows written. */
+static DbStatus write_rows(Writer *w, int64_t *done_out, DbErr *err)
+{
+    DbTrace *t = w->t;
+    const DbTraceInfo *I = &t->info;
+    const DbImportOpts *o = w->o;
+    Cursor c;
+    DbStatus s = cursor_init(&c, t, err);
+    if (s != DB_OK)
+        return s;
+    const Seq *cur = NULL;
+    int64_t done = 0;
+    while (s == DB_OK) {
+        s = cursor_next(&c, err);
+        if (s == DB_E_NOTFOUND) {
+            s = end_run(w, err);
+            break;
+        }
+        if (s != DB_OK)
+            break;
+        if (!cur || c.row.seq != cur->id) {
+            if ((s = end_run(w, err)) != DB_OK)
+                break;
+            cur = find_seq(t, c.row.seq);
+            if (!cur) {             /* the file changed since it was checked */
+                s = db_err_set(err, DB_E_ARG, "import: seq %lld vanished from the trace",
+                               (long long)c.row.seq);
+                break;
+            }
+            if ((s = begin_run(w, cur, err)) != DB_OK)
+                break;
+        }
+        if ((s = write_row(w, &c.row, cur, err)) != DB_OK)
+            break;
+        done++;
+        if (o->progress && (done & 4095) == 0 && o->progress(o->progress_user, done,
+                                                               I->n_tokens)) {
+            s = db_err_set(err, DB_E_ARG, "import cancelled after %lld of %lld tokens",
+                           (long long)done, (long long)I->n_tokens);
+            break;
+        }
+    }
+    cursor_done(&c);
+    *done_out = done;
+    return s;
+}
+
+/* A count trace: one count-only run per sequence, in meta.json order; its
+** load rows are the counts, weight mass count/k (no gate weights); *done_out
+** = tokens counted. */
+static DbStatus write_counts(Writer *w, int64_t *done_out, DbErr *err)
+{
+    DbTrace *t = w->t;
+    const DbTraceInfo *I = &t->info;
+    const DbImportOpts *o = w->o;
+    int *order = malloc((size_t)I->n_seq * sizeof *order);
+    int64_t *n = malloc((size_t)I->num_experts * sizeof *n);
+    double *wm = malloc((size_t)I->num_experts * sizeof *wm);
+    DbStatus s = DB_OK;
+    if (!order || !n || !wm)
+        s = db_err_set(err, DB_E_NOMEM, "import: out of memory");
+    for (int i = 0; s == DB_OK && i < I->n_seq; i++)
+        order[t->seq[i].row] = i;
+    int64_t done = 0;
+    for (int r = 0; s == DB_OK && r < I->n_seq; r++) {
+        const Seq *q = &t->seq[order[r]];
+        if ((s = begin_run(w, q, err)) != DB_OK)
+            break;
+        for (int j = 0; j < I->n_moe && s == DB_OK; j++) {
+            uint64_t base = ((uint64_t)q->row * (uint64_t)I->n_moe + (uint64_t)j) *
+                            (uint64_t)I->num_experts;
+            for (int e = 0; e < I->num_experts; e++) {
+                n[e] = db_npy_int(&t->counts, base + (uint64_t)e);
+                wm[e] = (double)n[e] / (double)I->top_k;
+            }
+            s = db_log_bulk_load(w->lg, t->moe_layers[j], n, wm);
+            if (s != DB_OK)
+                s = db_err_set(err, s, "import: counts of seq %lld layer %d: %s",
+                               (long long)q->id, t->moe_layers[j], db_status_str(s));
+        }
+        if (s == DB_OK)
+            s = end_run(w, err);
+        done += q->tokens;
+        if (s == DB_OK && o->progress && o->progress(o->progress_user, done, I->n_tokens))
+            s = db_err_set(err, DB_E_ARG, "import cancelled after %d of %d sequences", r + 1,
+                           I->n_seq);
+    }
+    free(order);
+    free(n);
+    free(wm);
+    *done_out = done;
+    return s;
+}
+
 DbStatus db_import(Db *db, DbTrace *t, const DbImportOpts *o, int64_t *first, int64_t *last,
                    DbErr *err)
 {
@@ -870,8 +1056,8 @@ DbStatus db_import(Db *db, DbTrace *t, const DbImportOpts *o, int64_t *first, in
     w.db = db;
     w.t = t;
     w.o = o;
-    w.ex = malloc((size_t)I->k_slots * sizeof *w.ex);
-    w.w = malloc((size_t)I->k_slots * sizeof *w.w);
+    w.ex = malloc((size_t)(I->k_slots > 0 ? I->k_slots : 1) * sizeof *w.ex);
+    w.w = malloc((size_t)(I->k_slots > 0 ? I->k_slots : 1) * sizeof *w.w);
     w.source = trace_source(t);
     if (!w.ex || !w.w || !w.source) {
         free(w.ex);
@@ -894,44 +1080,9 @@ DbStatus db_import(Db *db, DbTrace *t, const DbImportOpts *o, int64_t *first, in
         if (!w.lg)
             s = err ? err->status : DB_E_SQL;
     }
-    Cursor c;
-    int have_cursor = 0;
-    if (s == DB_OK && (s = cursor_init(&c, t, err)) == DB_OK)
-        have_cursor = 1;
-    const Seq *cur = NULL;
     int64_t done = 0;
-    while (s == DB_OK) {
-        s = cursor_next(&c, err);
-        if (s == DB_E_NOTFOUND) {
-            s = end_run(&w, err);
-            break;
-        }
-        if (s != DB_OK)
-            break;
-        if (!cur || c.row.seq != cur->id) {
-            if ((s = end_run(&w, err)) != DB_OK)
-                break;
-            cur = find_seq(t, c.row.seq);
-            if (!cur) {             /* the file changed since it was checked */
-                s = db_err_set(err, DB_E_ARG, "import: seq %lld vanished from the trace",
-                               (long long)c.row.seq);
-                break;
-            }
-            if ((s = begin_run(&w, cur, err)) != DB_OK)
-                break;
-        }
-        if ((s = write_row(&w, &c.row, cur, err)) != DB_OK)
-            break;
-        done++;
-        if (o->progress && (done & 4095) == 0 && o->progress(o->progress_user, done,
-                                                               I->n_tokens)) {
-            s = db_err_set(err, DB_E_ARG, "import cancelled after %lld of %lld tokens",
-                           (long long)done, (long long)I->n_tokens);
-            break;
-        }
-    }
-    if (have_cursor)
-        cursor_done(&c);
+    if (s == DB_OK)
+        s = I->counts_only ? write_counts(&w, &done, err) : write_rows(&w, &done, err);
     if (w.lg) {
         /* write what is buffered (an open run ends as failed); a batch
         ** that failed tells why here, in full */

@@ -30,6 +30,7 @@ typedef struct {
     int64_t id;
     int64_t model;
     int flags;
+    int64_t n_counted;      /* count-only runs */
     char *prompt;
 } ExRun;
 
@@ -93,6 +94,7 @@ static int collect_run(void *user, const DbRun *r)
     e->id = r->id;
     e->model = r->model;
     e->flags = r->flags;
+    e->n_counted = r->n_counted;
     e->prompt = strdup(r->prompt);
     if (!e->prompt)
         return 1;
@@ -280,7 +282,7 @@ static DbStatus out_close(OutFile *o, DbErr *err)
 static void remove_tmp(const char *tmp)
 {
     static const char *const names[] = { "meta.json", "index.npy", "experts.npy",
-                                         "weights.npy" };
+                                         "weights.npy", "counts.npy" };
     char p[4200];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", tmp, names[i]);
@@ -289,7 +291,10 @@ static void remove_tmp(const char *tmp)
     rmdir(tmp);
 }
 
-static DbStatus write_meta(const char *dir, const RunList *l, const int *moe, int n_moe, const int *prompt_len, DbErr *err)
+/* meta.json of the trace in dir; a count trace when tokens is not NULL
+** (tokens[i] per run instead of prompt_len[i]). */
+static DbStatus write_meta(const char *dir, const RunList *l, const int *moe, int n_moe,
+                           const int *prompt_len, const int64_t *tokens, DbErr *err)
 {
     json_t *m = json_object();
     json_t *ml = json_array(), *sq = json_array();
@@ -304,12 +309,15 @@ static DbStatus write_meta(const char *dir, const RunList *l, const int *moe, in
     ok = ok && !json_object_set_new(m, "num_experts", json_integer(l->n_expert));
     ok = ok && !json_object_set_new(m, "top_k", json_integer(l->k));
     ok = ok && !json_object_set_new(m, "id_space", json_string("logical"));
+    if (tokens)
+        ok = ok && !json_object_set_new(m, "kind", json_string("counts"));
     for (int i = 0; ok && i < n_moe; i++)
         ok = !json_array_append_new(ml, json_integer(moe[i]));
     for (int i = 0; ok && i < l->n; i++) {
         json_t *s = json_object();
         ok = s && !json_object_set_new(s, "id", json_integer(l->a[i].id)) &&
-             !json_object_set_new(s, "prompt_len", json_integer(prompt_len[i])) &&
+             !json_object_set_new(s, tokens ? "tokens" : "prompt_len",
+                                  json_integer(tokens ? tokens[i] : prompt_len[i])) &&
              !json_object_set_new(s, "text", json_stringn_nocheck(l->a[i].prompt,
                                                                   strlen(l->a[i].prompt)));
         if (s)
@@ -328,6 +336,63 @@ static DbStatus write_meta(const char *dir, const RunList *l, const int *moe, in
     json_decref(ml);
     json_decref(sq);
     json_decref(m);
+    return s;
+}
+
+/* Count-only runs as a count trace: counts.npy [runs, moe_layers,
+** n_expert] int64 from their load rows, "tokens" = runs.n_counted; written
+** under tmp (created here), which the caller renames or removes. */
+static DbStatus export_counts(Db *db, const RunList *l, const char *tmp, DbErr *err)
+{
+    const size_t L = (size_t)l->n_layer, E = (size_t)l->n_expert;
+    int64_t *c = calloc((size_t)l->n * L * E, sizeof *c);
+    int64_t *tokens = calloc((size_t)l->n, sizeof *tokens);
+    uint8_t *used = calloc(L ? L : 1, 1);
+    int *moe = malloc((L ? L : 1) * sizeof *moe);
+    DbStatus s = c && tokens && used && moe ? DB_OK
+                                            : db_err_set(err, DB_E_NOMEM, "export moetrace: "
+                                                         "out of memory");
+    for (int i = 0; s == DB_OK && i < l->n; i++) {
+        DbLoad ld;
+        DbSel one = { .run = l->a[i].id };
+        if ((s = db_load(db, &one, &ld, err)) != DB_OK)
+            break;
+        for (size_t la = 0; la < L && la < (size_t)ld.n_layer; la++)
+            for (size_t e = 0; e < E && e < (size_t)ld.n_expert; e++) {
+                int64_t n = ld.count[la * (size_t)ld.n_expert + e];
+                c[((size_t)i * L + la) * E + e] = n;
+                used[la] |= n != 0;
+            }
+        tokens[i] = l->a[i].n_counted;
+        db_load_free(&ld);
+    }
+    int n_moe = 0;
+    for (size_t la = 0; s == DB_OK && la < L; la++)
+        if (used[la])
+            moe[n_moe++] = (int)la;
+    if (s == DB_OK && !n_moe)
+        s = db_err_set(err, DB_E_NOTFOUND, "export moetrace: the runs selected have no counts");
+    if (s == DB_OK && mkdir(tmp, 0777) != 0)
+        s = db_err_set(err, DB_E_IO, "cannot create '%s': %s", tmp, strerror(errno));
+    OutFile fc = { 0 };
+    uint64_t sh[3] = { (uint64_t)l->n, (uint64_t)n_moe, (uint64_t)E };
+    if (s == DB_OK)
+        s = out_open(&fc, tmp, "counts.npy", err);
+    if (s == DB_OK)
+        s = out_header(&fc, "<i8", 3, sh, err);
+    for (int i = 0; s == DB_OK && i < l->n; i++)
+        for (int j = 0; s == DB_OK && j < n_moe; j++)
+            for (size_t e = 0; s == DB_OK && e < E; e++)
+                s = put_i64(fc.f, &c[((size_t)i * L + (size_t)moe[j]) * E + e], 1, fc.path, err);
+    DbStatus c1 = out_close(&fc, s == DB_OK ? err : NULL);
+    if (s == DB_OK)
+        s = c1;
+    if (s == DB_OK)
+        s = write_meta(tmp, l, moe, n_moe, NULL, tokens, err);
+    free(c);
+    free(tokens);
+    free(used);
+    free(moe);
     return s;
 }
 
@@ -361,6 +426,31 @@ DbStatus db_export_moetrace(Db *db, const DbSel *sel, const char *dir, DbErr *er
     if (s == DB_OK && stat(dir, &sb) == 0)
         s = db_err_set(err, DB_E_ARG, "export moetrace: '%s' exists already (give a new "
                        "directory)", dir);
+    int n_counts = 0;
+    for (int i = 0; i < l.n; i++)
+        n_counts += (l.a[i].flags & DB_RUN_COUNTS_ONLY) != 0;
+    if (s == DB_OK && n_counts && n_counts < l.n)
+        s = db_err_set(err, DB_E_ARG, "export moetrace: %d of the %d runs selected are "
+                       "count-only (imported per-layer counts, no tokens) and the others have "
+                       "tokens: a trace holds one kind; select them apart (--run or a tag)",
+                       n_counts, l.n);
+    snprintf(tmp, sizeof tmp, "%s.tmp", dir);
+    if (s == DB_OK && n_counts) {
+        if (stat(tmp, &sb) == 0)
+            remove_tmp(tmp);
+        s = export_counts(db, &l, tmp, err);
+        if (s == DB_OK && rename(tmp, dir) != 0)
+            s = db_err_set(err, DB_E_IO, "renaming '%s' to '%s': %s", tmp, dir,
+                           strerror(errno));
+        if (s != DB_OK)
+            remove_tmp(tmp);
+        for (int i = 0; i < l.n; i++)
+            free(l.a[i].prompt);
+        free(l.a);
+        free(l.model_name);
+        free(l.arch);
+        return s;
+    }
 
     /* pass 1 */
     if (s == DB_OK) {
@@ -483,7 +573,7 @@ DbStatus db_export_moetrace(Db *db, const DbSel *sel, const char *dir, DbErr *er
     if (s == DB_OK)
         s = c1 != DB_OK ? c1 : c2 != DB_OK ? c2 : c3;
     if (s == DB_OK)
-        s = write_meta(tmp, &l, moe, n_moe, plen, err);
+        s = write_meta(tmp, &l, moe, n_moe, plen, NULL, err);
     if (s == DB_OK && rename(tmp, dir) != 0)
         s = db_err_set(err, DB_E_IO, "renaming '%s' to '%s': %s", tmp, dir, strerror(errno));
     if (s != DB_OK && made_tmp)

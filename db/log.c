@@ -79,6 +79,7 @@ enum { BS_TAG, BS_PROMPT, BS_PROMPT_FMT, BS_IV_TEXT, BS_IV_JSON, BS_SOURCE, BEGI
 typedef struct {
     int64_t parent;
     uint64_t seed;
+    int64_t n_counted;
     float temp, top_p;
     int32_t top_k, greedy, n_predict, n_ctx, flags;
     int32_t len[BEGIN_STRINGS];
@@ -491,6 +492,8 @@ static void bind_run(sqlite3_stmt *st, int64_t model, const DbRunInfo *ri, const
     sqlite3_bind_text(st, 16, writer, -1, SQLITE_STATIC);
     if (ri->source)
         sqlite3_bind_text(st, 17, ri->source, -1, SQLITE_STATIC);
+    if (ri->flags & DB_RUN_COUNTS_ONLY)
+        sqlite3_bind_int64(st, 18, ri->n_counted);
 }
 
 /* Insert the run described by the begin record at p; it becomes the run
@@ -527,6 +530,7 @@ static int write_begin(DbLog *lg, const uint8_t *p, size_t *adv)
     ri.n_predict = b.n_predict;
     ri.n_ctx = b.n_ctx;
     ri.flags = b.flags;
+    ri.n_counted = b.n_counted;
     bind_run(lg->ins_run, lg->model, &ri, lg->writer);
     int rc = sqlite3_step(lg->ins_run);
     sqlite3_reset(lg->ins_run);
@@ -941,9 +945,9 @@ static int prepare_all(DbLog *lg)
         rc = sqlite3_prepare_v3(lg->h,
             "INSERT INTO runs(model, parent, tag, prompt, prompt_fmt, interventions,"
             " iv_json, seed, temp, top_p, top_k, greedy, n_predict, n_ctx, flags,"
-            " status, created_at, writer, source)"
+            " status, created_at, writer, source, n_counted)"
             " SELECT ?1, ?2, ?3, ?4, ?5, ?6, json(?7), ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-            " ?15, 'running', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?16, ?17"
+            " ?15, 'running', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?16, ?17, ?18"
             " WHERE json_valid(?7) AND json_type(?7) = 'array'", -1,
             SQLITE_PREPARE_PERSISTENT, &lg->ins_run, NULL);
     return rc;
@@ -1309,6 +1313,7 @@ static DbStatus append_begin(DbLog *lg, const DbRunInfo *ri)
     h.n_predict = ri->n_predict;
     h.n_ctx = ri->n_ctx;
     h.flags = ri->flags;
+    h.n_counted = ri->n_counted;
     uint8_t *p = batch_reserve(&lg->b[lg->cur], need);
     if (!p)
         return DB_E_NOMEM;
@@ -1447,6 +1452,24 @@ DbStatus db_log_bulk_end(DbLog *lg, DbRunStatus status, const DbRunStats *st)
         return s;
     lg->open = 0;
     return maybe_hand_off(lg);
+}
+
+DbStatus db_log_bulk_load(DbLog *lg, int layer, const int64_t *n, const double *w)
+{
+    if (atomic_load(&lg->failed))
+        return lg->ferr.status;
+    if (!lg->bulk || !lg->open || !(lg->flags & DB_RUN_COUNTS_ONLY) || layer < 0 ||
+        layer >= lg->n_layer || !n || !w)
+        return DB_E_ARG;
+    size_t row = (size_t)layer * (size_t)lg->n_expert;
+    for (int e = 0; e < lg->n_expert; e++)
+        if (n[e] < 0 || !(w[e] >= 0))
+            return DB_E_ARG;
+    for (int e = 0; e < lg->n_expert; e++) {
+        lg->cnt[row + (size_t)e] += n[e];
+        lg->w[row + (size_t)e] += w[e];
+    }
+    return DB_OK;
 }
 
 DbStatus db_log_bulk_finish(DbLog *lg, int64_t *first, int64_t *last, DbErr *err)

@@ -38,7 +38,7 @@ static DbRunStatus parse_status(const char *s)
     " r.prompt_fmt, r.interventions, r.iv_json, r.created_at,"                \
     " r.finished_at, r.error, r.status, r.seed, r.temp, r.top_p, r.top_k,"   \
     " r.greedy, r.n_predict, r.n_ctx, r.flags, m.n_layer, m.n_expert, m.k,"  \
-    " r.n_prompt, r.n_gen, r.t_prompt_ms, r.t_gen_ms, r.source"
+    " r.n_prompt, r.n_gen, r.t_prompt_ms, r.t_gen_ms, r.source, r.n_counted"
 
 static void run_from_row(sqlite3_stmt *st, DbRun *r)
 {
@@ -74,6 +74,7 @@ static void run_from_row(sqlite3_stmt *st, DbRun *r)
     r->t_prompt_ms = sqlite3_column_double(st, 28);
     r->t_gen_ms = sqlite3_column_double(st, 29);
     r->source = sqlite3_column_type(st, 30) == SQLITE_NULL ? NULL : col_text(st, 30);
+    r->n_counted = sqlite3_column_int64(st, 31);
 }
 
 DbStatus db_runs(Db *db, const DbSel *sel, DbRunFn fn, void *user, DbErr *err)
@@ -454,7 +455,8 @@ DbStatus db_load(Db *db, const DbSel *sel, DbLoad *out, DbErr *err)
 static DbStatus load_read(Db *db, const DbSel *sel, DbLoad *out, DbErr *err)
 {
     char sql[1024] = "SELECT max(m.n_layer), max(m.n_expert), count(*), sum(r.n_prompt),"
-                     " sum(r.n_gen) FROM runs r JOIN models m ON m.id = r.model"
+                     " sum(r.n_gen), sum(r.flags & 16 <> 0), sum(coalesce(r.n_counted, 0))"
+                     " FROM runs r JOIN models m ON m.id = r.model"
                      " WHERE r.status = 'complete' AND ";
     db_sel_where(sel, sql, sizeof sql);
     sqlite3_stmt *st = NULL;
@@ -468,6 +470,8 @@ static DbStatus load_read(Db *db, const DbSel *sel, DbLoad *out, DbErr *err)
         out->n_runs = sqlite3_column_int(st, 2);
         out->n_prompt = sqlite3_column_int64(st, 3);
         out->n_gen = sqlite3_column_int64(st, 4);
+        out->n_counts_only = sqlite3_column_int(st, 5);
+        out->n_counted = sqlite3_column_int64(st, 6);
         rc = SQLITE_OK;
     }
     sqlite3_finalize(st);

@@ -899,7 +899,7 @@ static void test_db_migrate_v2_file_source_added(void **state)
     sqlite3_stmt *st;
     sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &st, NULL);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 3);
+    assert_int_equal(sqlite3_column_int(st, 0), DB_SCHEMA_VERSION);
     sqlite3_finalize(st);
     DbRun r;
     assert_int_equal(db_run_get(db, 1, &r, &err), DB_OK);
@@ -932,12 +932,88 @@ static void test_db_migrate_v2_file_source_added(void **state)
     db_run_free(&r);
 
     /* one version beyond this program: refused, named */
-    assert_int_equal(sqlite3_exec(db->h, "PRAGMA user_version = 4", 0, 0, 0), SQLITE_OK);
+    char sql[64], want[32];
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", DB_SCHEMA_VERSION + 1);
+    snprintf(want, sizeof want, "version %d", DB_SCHEMA_VERSION + 1);
+    assert_int_equal(sqlite3_exec(db->h, sql, 0, 0, 0), SQLITE_OK);
     db_close(db);
     db = db_open(t->path, 0, &err);
     assert_null(db);
     assert_int_equal(err.status, DB_E_VERSION);
-    assert_non_null(strstr(err.msg, "version 4"));
+    assert_non_null(strstr(err.msg, want));
+}
+
+/* A version-3 file (before count-only runs): an imported run with tokens.
+** Opening migrates it: runs.n_counted exists and is NULL (0 in DbRun) for
+** it, the run and its load read back unchanged; a count-only run logged
+** afterwards through a bulk log keeps its n_counted and its load rows, and
+** db_load reports it (n_counts_only, n_counted). */
+static void test_db_migrate_v3_file_n_counted_added(void **state)
+{
+    Tmp *t = *state;
+    sqlite3 *h;
+    DbErr err = { 0 };
+    assert_int_equal(sqlite3_open(t->path, &h), SQLITE_OK);
+    assert_int_equal(db_schema_migrate(h, 0, 3, &err), DB_OK);
+    const char *rows =
+        "INSERT INTO models VALUES(1, '', 'm', 'olmoe', 0, '00000000000000bb', 2, 4, 2);"
+        "INSERT INTO runs(id, model, tag, prompt, status, n_prompt, n_gen, created_at, flags,"
+        " source) VALUES(1, 1, 'imp', '', 'complete', 1, 0, '2025-01-01T00:00:00Z', 12,"
+        " 'vllm:/t');"
+        "INSERT INTO load VALUES(1, 1, 3, 1, 0.5, 1, 0.5);"
+        "INSERT INTO load VALUES(1, 1, 0, 1, 0.5, 1, 0.5);";
+    assert_int_equal(sqlite3_exec(h, rows, 0, 0, 0), SQLITE_OK);
+    sqlite3_close(h);
+
+    Db *db = db_open(t->path, 0, &err);
+    if (!db)
+        fail_msg("%s", err.msg);
+    DbRun r;
+    assert_int_equal(db_run_get(db, 1, &r, &err), DB_OK);
+    assert_int_equal(r.n_counted, 0);
+    assert_false(r.flags & DB_RUN_COUNTS_ONLY);
+    assert_string_equal(r.source, "vllm:/t");
+    db_run_free(&r);
+
+    DbLog *lg = db_log_bulk_begin(db, 1, 0, &err);
+    assert_non_null(lg);
+    DbRunInfo ri = { .model = 1, .tag = "cnt", .source = "sglang:/d",
+                     .flags = DB_RUN_IMPORTED | DB_RUN_NO_WEIGHTS | DB_RUN_COUNTS_ONLY,
+                     .n_counted = 5 };
+    assert_int_equal(db_log_bulk_run(lg, &ri), DB_OK);
+    int64_t n[4] = { 4, 0, 3, 3 };
+    double w[4] = { 2, 0, 1.5, 1.5 };
+    assert_int_equal(db_log_bulk_load(lg, 1, n, w), DB_OK);
+    int64_t bad[4] = { 1, -1, 0, 0 };
+    assert_int_equal(db_log_bulk_load(lg, 1, bad, w), DB_E_ARG);
+    assert_int_equal(db_log_bulk_load(lg, 2, n, w), DB_E_ARG);     /* layer outside */
+    assert_int_equal(db_log_bulk_end(lg, DB_RUN_COMPLETE, NULL), DB_OK);
+    int64_t first = 0, last = 0;
+    assert_int_equal(db_log_bulk_finish(lg, &first, &last, &err), DB_OK);
+    assert_int_equal(first, 2);
+    assert_int_equal(db_run_get(db, 2, &r, &err), DB_OK);
+    assert_int_equal(r.n_counted, 5);
+    assert_true(r.flags & DB_RUN_COUNTS_ONLY);
+    assert_int_equal(r.n_prompt + r.n_gen, 0);
+    db_run_free(&r);
+    DbLoad ld;
+    DbSel sel = { .tag = "cnt" };
+    assert_int_equal(db_load(db, &sel, &ld, &err), DB_OK);
+    assert_int_equal(ld.n_runs, 1);
+    assert_int_equal(ld.n_counts_only, 1);
+    assert_int_equal(ld.n_counted, 5);
+    assert_int_equal(ld.count[1 * 4 + 0], 4);
+    assert_int_equal(ld.count[1 * 4 + 2], 3);
+    assert_int_equal(ld.count_prompt[1 * 4 + 0], 0);
+    assert_true(ld.weight[1 * 4 + 3] == 1.5);
+    db_load_free(&ld);
+    /* a count-only run without its flag cannot take counts */
+    lg = db_log_bulk_begin(db, 1, 0, &err);
+    DbRunInfo plain = { .model = 1, .tag = "x", .flags = DB_RUN_IMPORTED };
+    assert_int_equal(db_log_bulk_run(lg, &plain), DB_OK);
+    assert_int_equal(db_log_bulk_load(lg, 1, n, w), DB_E_ARG);
+    assert_int_equal(db_log_bulk_finish(lg, NULL, NULL, &err), DB_OK);
+    db_close(db);
 }
 
 /* A read-only directory: creating a database there fails with a message
@@ -1381,6 +1457,8 @@ int main(void)
                                         tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_db_migrate_v1_file_upgraded_data_kept,
                                         tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_db_migrate_v3_file_n_counted_added, tmp_setup,
+                                        tmp_teardown),
         cmocka_unit_test_setup_teardown(test_db_migrate_v2_file_source_added, tmp_setup,
                                         tmp_teardown),
         cmocka_unit_test_setup_teardown(test_db_open_readonly_dir_clear_error_data_intact,

@@ -336,7 +336,7 @@ static void test_import_trace_dense_layers_and_missing_slots_kept(void **state)
     fclose(mf);
     char want_js[400];
     snprintf(want_js, sizeof want_js, "\"source\":\"%s\",\"imported\":true,"
-             "\"no_weights\":false}", want_src);
+             "\"no_weights\":false,\"counts_only\":false,\"n_counted\":null}", want_src);
     if (!strstr(buf, want_js))
         fail_msg("runs export lacks %s: %s", want_js, buf);
     free(buf);
