@@ -132,6 +132,10 @@ AnStatus an_routes_set(AnRoutes *r, int64_t i, int l, int k,
 /* Per layer×expert counts of one run or of a set of runs. */
 typedef struct {
     int n_layer, n_expert;
+    int no_split;               /* 1: some counts come without tokens
+                                   (count-only imported runs), so the
+                                   prompt and gen rows are not known; only
+                                   AN_SPLIT_ALL holds every count */
     int64_t n_pos[AN_NSPLIT];   /* positions */
     int64_t *n_routed;          /* (AN_NSPLIT, n_layer) positions routed */
     int64_t *count;             /* (AN_NSPLIT, n_layer, n_expert) */
@@ -141,7 +145,7 @@ typedef struct {
 /* Zeroed table.  NULL + err on a bad size or out of memory. */
 AnLoad *an_load_new(int n_layer, int n_expert, AnErr *err);
 void an_load_free(AnLoad *ld);
-/* dst += src; AN_E_ARG when the shapes differ. */
+/* dst += src (no_split: either); AN_E_ARG when the shapes differ. */
 AnStatus an_load_add(AnLoad *dst, const AnLoad *src, AnErr *err);
 /* Count the rows of r belonging to run (or every run when run < 0) into a
 ** new table.  NULL + err on out of memory. */
@@ -325,6 +329,8 @@ typedef struct {
     int n_layer;            /* MoE layers */
     int *layer_of;          /* (n_layer) absolute layer of each */
     int n_runs, n_runs_b;   /* runs used (contrast: set A, set B) */
+    int n_counts_only;      /* of those, count-only imported runs (per-layer
+                               counts, no tokens: token views not available) */
     int n_skipped;          /* runs left out (not complete: no aggregates) */
     char title[256];
     void *tok_map;          /* token id → piece text (internal) */
@@ -340,14 +346,19 @@ AnLabels an_db_labels(const AnDbInfo *info);
 ** and tokens are read as well (router entropy when logits were stored,
 ** specialization, top tokens, co-activation, transitions).  path names the
 ** file in messages.  AN_E_NOTFOUND: "run 7 is not in FILE" / "tag 'x' has
-** no runs in FILE". */
+** no runs in FILE".  Count-only runs (DB_RUN_COUNTS_ONLY) count in the load
+** of all positions (their n_counted tokens); the prompt/gen splits are then
+** marked not available (AnLoad.no_split), and --routes/--pairs over them
+** fail with AN_E_ARG: "token views not available". */
 AnStatus an_db_stats(Db *db, const char *path, int64_t run, const char *tag,
                      const AnStatsParams *p, AnStats **out, AnDbInfo *info,
                      AnErr *err);
 
 /* Contrast the complete runs tagged tag_a against those tagged tag_b, one
 ** AnLoad per run from the aggregates.  AN_E_NOTFOUND names the tag with no
-** (complete) runs; AN_E_DATA names a run whose model shape differs. */
+** (complete) runs; AN_E_DATA names a run whose model shape differs;
+** AN_E_ARG a count-only run when p->split is prompt or gen (token views
+** not available). */
 AnStatus an_db_contrast(Db *db, const char *path, const char *tag_a,
                         const char *tag_b, const AnContrastParams *p,
                         AnContrast **out, AnDbInfo *info, AnErr *err);
@@ -359,7 +370,8 @@ AnStatus an_db_diff(Db *db, const char *path, int64_t run_a, int64_t run_b,
 /* The tokens and routes of runs[0..n-1] as one table (row run index = index
 ** in runs), MoE layers as in info (which must have n_layer/layer_of set, or
 ** n_layer == 0 to detect them from the first run); token texts are added to
-** info.  NULL + err on failure. */
+** info.  NULL + err on failure; AN_E_ARG for a count-only run (no tokens:
+** token views not available). */
 AnRoutes *an_db_routes(Db *db, const char *path, const int64_t *runs, int n,
                        AnDbInfo *info, AnErr *err);
 

@@ -12,6 +12,12 @@
 ** exist for complete runs only; runs still running, failed or interrupted
 ** are counted in AnDbInfo.n_skipped.  A selection with no complete run at
 ** all falls back to reading its raw routes.
+**
+** Count-only runs (imported SGLang per_pass / stat dumps, EPLB load
+** records: per-layer expert counts, no tokens) add their load and their
+** n_counted tokens to the "all" split; the prompt/gen splits are then not
+** known (AnLoad.no_split), and anything that needs tokens or routes says
+** "token views not available" for them instead of leaving them out.
 */
 #include "analysis/an.h"
 
@@ -166,6 +172,7 @@ typedef struct {
     int n_layer, n_expert, k, flags;
     int64_t n_pos;
     char arch[32];
+    char source[96];        /* runs.source, for messages ("" = our engine) */
 } RunRec;
 
 typedef struct {
@@ -202,6 +209,33 @@ static void rec_from(const DbRun *r, RunRec *x)
     x->flags = r->flags;
     x->n_pos = (int64_t)r->n_prompt + r->n_gen;
     snprintf(x->arch, sizeof x->arch, "%s", r->arch ? r->arch : "");
+    snprintf(x->source, sizeof x->source, "%s", r->source ? r->source : "");
+}
+
+/* AN_E_ARG for a count-only run where tokens or routes are needed. */
+static AnStatus no_token_views(AnErr *err, const RunRec *x, const char *what)
+{
+    return an_fail(err, AN_E_ARG, "%s: run %" PRId64 " is count-only (per-layer expert counts "
+                   "imported from %s, no tokens): token views not available", what, x->id,
+                   x->source[0] ? x->source : "a count trace");
+}
+
+/* Append to the title how many runs are count-only: only the load over all
+** positions includes them. */
+static void note_counts_only(AnDbInfo *info, const RunRec *v, int n, const RunRec *v2, int n2)
+{
+    int nc = 0;
+    for (int i = 0; i < n; i++)
+        nc += (v[i].flags & DB_RUN_COUNTS_ONLY) != 0;
+    for (int i = 0; i < n2; i++)
+        nc += (v2[i].flags & DB_RUN_COUNTS_ONLY) != 0;
+    info->n_counts_only = nc;
+    if (nc == 0)
+        return;
+    size_t len = strlen(info->title);
+    snprintf(info->title + len, sizeof info->title - len,
+             "; %d count-only run%s (per-layer counts without tokens): prompt/gen splits and "
+             "token views not available", nc, nc == 1 ? "" : "s");
 }
 
 static AnStatus db_fail(AnErr *err, const char *what, const DbErr *de)
@@ -316,7 +350,9 @@ static AnLoad *load_from_db(const DbLoad *dl, const AnDbInfo *info, int n_expert
     const size_t L = (size_t)info->n_layer, E = (size_t)n_expert;
     ld->n_pos[AN_SPLIT_PROMPT] = dl->n_prompt;
     ld->n_pos[AN_SPLIT_GEN] = dl->n_gen;
-    ld->n_pos[AN_SPLIT_ALL] = dl->n_prompt + dl->n_gen;
+    /* count-only runs: n_counted tokens in every MoE layer, split unknown */
+    ld->n_pos[AN_SPLIT_ALL] = dl->n_prompt + dl->n_gen + dl->n_counted;
+    ld->no_split = dl->n_counts_only > 0;
     for (size_t l = 0; l < L; l++) {
         int al = info->layer_of[l];
         for (int sp = 0; sp < AN_NSPLIT; sp++)
@@ -479,6 +515,11 @@ AnRoutes *an_db_routes(Db *db, const char *path, const int64_t *runs, int n, AnD
         }
         rec_from(&dr, &rr[i]);
         db_run_free(&dr);
+        if (rr[i].flags & DB_RUN_COUNTS_ONLY) {
+            no_token_views(err, &rr[i], "reading routes");
+            free(rr);
+            return NULL;
+        }
         total += rr[i].n_pos;
         has_logits &= (rr[i].flags & DB_RUN_LOGITS) != 0;
         if (rr[i].n_layer != rr[0].n_layer || rr[i].n_expert != rr[0].n_expert) {
@@ -593,7 +634,14 @@ AnStatus an_db_stats(Db *db, const char *path, int64_t run, const char *tag,
     else
         snprintf(info->title, sizeof info->title, "all runs: %d complete", n_complete);
     note_no_weights(info, rl.v, rl.n, NULL, 0);
+    note_counts_only(info, rl.v, rl.n, NULL, 0);
     int use_routes = p->want_routes || p->want_pairs || n_complete == 0;
+    for (int i = 0; use_routes && i < rl.n; i++)
+        if (rl.v[i].flags & DB_RUN_COUNTS_ONLY) {
+            st = no_token_views(err, &rl.v[i], p->want_pairs ? "--pairs" : "--routes");
+            free(rl.v);
+            return st;
+        }
     if (!use_routes) {
         DbLoad dl;
         DbErr de = { 0 };
@@ -736,6 +784,18 @@ AnStatus an_db_contrast(Db *db, const char *path, const char *tag_a, const char 
     }
     const size_t N = (size_t)ra.n + (size_t)rb.n;   /* both ≥ 1 here */
     const RunRec *first = &ra.v[0];
+    for (int i = 0; i < (int)N && !st && p && p->split != AN_SPLIT_ALL; i++) {
+        const RunRec *x = i < ra.n ? &ra.v[i] : &rb.v[i - ra.n];
+        if (x->flags & DB_RUN_COUNTS_ONLY) {
+            char what[64];
+            snprintf(what, sizeof what, "--split %s (tag '%s')", an_split_name(p->split),
+                     i < ra.n ? tag_a : tag_b);
+            st = no_token_views(err, x, what);
+            size_t n = strlen(err ? err->msg : "");
+            if (err)
+                snprintf(err->msg + n, sizeof err->msg - n, "; use --split all");
+        }
+    }
     for (int i = 0; i < (int)N && !st; i++) {
         const RunRec *x = i < ra.n ? &ra.v[i] : &rb.v[i - ra.n];
         if (x->n_layer != first->n_layer || x->n_expert != first->n_expert)
@@ -781,6 +841,7 @@ AnStatus an_db_contrast(Db *db, const char *path, const char *tag_a, const char 
     snprintf(info->title, sizeof info->title, "contrast A = tag '%s' (%d runs) vs B = tag '%s' "
              "(%d runs)", tag_a, ra.n, tag_b, rb.n);
     note_no_weights(info, ra.v, ra.n, rb.v, rb.n);
+    note_counts_only(info, ra.v, ra.n, rb.v, rb.n);
     for (int i = 0; dl && i < (int)N; i++)
         db_load_free(&dl[i]);
     for (int i = 0; ld && i < (int)N; i++)

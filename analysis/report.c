@@ -135,6 +135,16 @@ static double share_of(const AnStats *s, int sp, int l, int e)
                : NAN;
 }
 
+/* Why a split has no numbers: count-only runs are in the selection. */
+static const char NO_SPLIT[] = "not available: count-only runs (per-layer counts without "
+                               "tokens) are included; token views not available";
+
+/* 1 when split sp of s is not known (prompt/gen over count-only runs). */
+static int split_missing(const AnStats *s, int sp)
+{
+    return sp != AN_SPLIT_ALL && s->load->no_split;
+}
+
 static void stats_table(FILE *f, const AnStats *s, const AnLabels *lb)
 {
     const size_t L = (size_t)s->n_layer, E = (size_t)s->n_expert;
@@ -143,6 +153,10 @@ static void stats_table(FILE *f, const AnStats *s, const AnLabels *lb)
         fprintf(f, "%s\n", lb->title);
     fprintf(f, "%d MoE layers × %d experts\n", s->n_layer, s->n_expert);
     for (int sp = 0; sp < AN_NSPLIT; sp++) {
+        if (split_missing(s, sp)) {
+            fprintf(f, "\n== %s positions: %s\n", an_split_name(sp), NO_SPLIT);
+            continue;
+        }
         fprintf(f, "\n== %s positions: %lld\n", an_split_name(sp), (long long)s->load->n_pos[sp]);
         fprintf(f, "%5s %9s %7s %7s %7s %6s %6s %8s %7s %7s %6s\n", "layer", "tokens", "entropy",
                 "cv", "maxvio", "gini", "unused", "router_H", "top1_p", "vocspec", "vocids");
@@ -254,6 +268,12 @@ static void stats_csv(FILE *f, const AnStats *s, const AnLabels *lb)
     char b[32], is[24], js[24];
     fprintf(f, "table,split,layer,i,j,metric,value\n");
     for (int sp = 0; sp < AN_NSPLIT; sp++) {
+        if (split_missing(s, sp)) {
+            fprintf(f, "unavailable,%s,,,,reason,", an_split_name(sp));
+            csv_str(f, NO_SPLIT);
+            fputc('\n', f);
+            continue;
+        }
         for (size_t l = 0; l < L; l++) {
             const AnLayerStats *ls = &s->layer[(size_t)sp * L + l];
             for (int m = 0; m < N_LAYER_METRIC; m++) {
@@ -353,6 +373,13 @@ static void stats_json(FILE *f, const AnStats *s, const AnLabels *lb)
     fprintf(f, "\"n_layer\":%d,\"n_expert\":%d,\"min_occ\":%d,\"splits\":{", s->n_layer,
             s->n_expert, s->min_occ);
     for (int sp = 0; sp < AN_NSPLIT; sp++) {
+        if (split_missing(s, sp)) {
+            fprintf(f, "%s\"%s\":{\"available\":false,\"reason\":", sp ? "," : "",
+                    an_split_name(sp));
+            json_str(f, NO_SPLIT);
+            fputs("}", f);
+            continue;
+        }
         fprintf(f, "%s\"%s\":{\"positions\":%lld,\"layers\":[", sp ? "," : "", an_split_name(sp),
                 (long long)s->load->n_pos[sp]);
         for (size_t l = 0; l < L; l++) {

@@ -304,6 +304,7 @@ AnStatus an_load_add(AnLoad *dst, const AnLoad *src, AnErr *err)
     size_t n = nl * (size_t)dst->n_expert;
     for (int s = 0; s < AN_NSPLIT; s++)
         dst->n_pos[s] += src->n_pos[s];
+    dst->no_split |= src->no_split;
     for (size_t i = 0; i < nl; i++)
         dst->n_routed[i] += src->n_routed[i];
     for (size_t i = 0; i < n; i++) {

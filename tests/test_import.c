@@ -1003,6 +1003,288 @@ static void test_import_dsv3_stats_contrast_moe_layers_only(void **state)
     json_decref(j);
 }
 
+
+/* ---- count traces: per-layer counts without tokens --------------------- */
+
+/* Run a subcommand with stdout into out and stderr into errp. */
+static int run_cmd_err(const char *out, const char *errp, int (*cmd)(int, char **), ...)
+{
+    char *argv[24];
+    int argc = 0;
+    va_list ap;
+    va_start(ap, cmd);
+    while (argc < 23 && (argv[argc] = va_arg(ap, char *)) != NULL)
+        argc++;
+    va_end(ap);
+    argv[argc] = NULL;
+    fflush(stdout);
+    fflush(stderr);
+    int so = dup(1), se = dup(2);
+    int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int fe = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(so >= 0 && se >= 0 && fo >= 0 && fe >= 0);
+    dup2(fo, 1);
+    dup2(fe, 2);
+    close(fo);
+    close(fe);
+    int rc = cmd(argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(so, 1);
+    dup2(se, 2);
+    close(so);
+    close(se);
+    return rc;
+}
+
+static int file_has(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t cap = 8u << 20;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    int found = strstr(buf, needle) != NULL;
+    free(buf);
+    return found;
+}
+
+/* The counts of write_dsv3_trace's routes (same seed, same plant) as a
+** count trace: counts.npy [DS_SEQ, DS_MOE, DS_E], "tokens" = the routed
+** tokens of each sequence (the last one never ran). */
+static void write_dsv3_counts(const char *dir, uint64_t seed, int plant, const char *extra_seq)
+{
+    static int64_t c[DS_SEQ][DS_MOE][DS_E];
+    memset(c, 0, sizeof c);
+    char p[256];
+    assert_int_equal(mkdir(dir, 0777), 0);
+    for (int s = 0; s < DS_SEQ; s++)
+        for (int t = 0; t < DS_T - 1; t++)
+            for (int j = 0; j < DS_MOE; j++) {
+                int16_t ex[DS_K];
+                int n = 0;
+                if (plant && j + DS_DENSE == DS_LAYER)
+                    ex[n++] = DS_EXPERT;
+                while (n < DS_K) {
+                    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                    int e = (int)(seed >> 33) % DS_E, dup = 0;
+                    for (int q = 0; q < n; q++)
+                        dup |= ex[q] == e;
+                    if (!dup && !(j + DS_DENSE == DS_LAYER && e == DS_EXPERT))
+                        ex[n++] = (int16_t)e;
+                }
+                for (int q = 0; q < DS_K; q++)
+                    c[s][j][ex[q]]++;
+            }
+    snprintf(p, sizeof p, "%s/meta.json", dir);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"format\": \"moetrace\", \"version\": 1, \"kind\": \"counts\","
+               " \"model\": \"deepseek-ai/DeepSeek-V3\", \"source\": \"sglang\","
+               " \"arch\": \"deepseek_v3\", \"num_layers\": %d, \"num_experts\": %d,"
+               " \"top_k\": %d, \"id_space\": \"logical\", \"moe_layers\": [", DS_L, DS_E, DS_K);
+    for (int l = DS_DENSE; l < DS_L; l++)
+        fprintf(f, "%s%d", l > DS_DENSE ? ", " : "", l);
+    fprintf(f, "], \"sequences\": [{\"id\": 0, \"tokens\": %d, \"text\": \"pass 1\"},"
+               " {\"id\": 1, \"tokens\": %d%s}]}\n", DS_T - 1, DS_T - 1,
+            extra_seq ? extra_seq : "");
+    assert_int_equal(fclose(f), 0);
+    uint64_t sc[3] = { DS_SEQ, DS_MOE, DS_E };
+    snprintf(p, sizeof p, "%s/counts.npy", dir);
+    write_npy(p, "<i8", 3, sc, c, sizeof c);
+}
+
+static void test_import_count_trace_stats_contrast_say_token_views_unavailable(void **state)
+{
+    Tmp *t = *state;
+    char cnt[128], tok[128], out[160], errp[160], back[160], db2[160];
+    snprintf(cnt, sizeof cnt, "%s/cnt", t->dir);
+    snprintf(tok, sizeof tok, "%s/tok", t->dir);
+    snprintf(out, sizeof out, "%s/out", t->dir);
+    snprintf(errp, sizeof errp, "%s/err", t->dir);
+    snprintf(back, sizeof back, "%s/back", t->dir);
+    snprintf(db2, sizeof db2, "%s/b.db", t->dir);
+    write_dsv3_counts(cnt, 11, 1, NULL);
+    write_dsv3_trace(tok, 12, 0);
+    assert_int_equal(run_cmd_err(out, errp, tui_cmd_import, "import", cnt, "--db", t->path,
+                                 "--tag", "dsc", "--quiet", NULL), 0);
+    if (!file_has(out, "imported 2 count-only runs") || !file_has(out, "of 58 tokens") ||
+        !file_has(out, "token views not available"))
+        fail_msg("import summary of a count trace: see %s", out);
+    assert_int_equal(run_cmd_to(out, tui_cmd_import, "import", tok, "--db", t->path, "--tag",
+                                "dsb", "--quiet", NULL), 0);
+
+    DbErr err = { 0 };
+    Db *db = db_open(t->path, DB_OPEN_READONLY, &err);
+    assert_non_null(db);
+    DbRun r;
+    assert_int_equal(db_run_get(db, 1, &r, &err), DB_OK);
+    assert_true(r.flags & DB_RUN_COUNTS_ONLY);
+    assert_true(r.flags & DB_RUN_NO_WEIGHTS);
+    assert_true(r.flags & DB_RUN_IMPORTED);
+    assert_int_equal(r.n_counted, DS_T - 1);
+    assert_int_equal(r.n_prompt + r.n_gen, 0);
+    assert_string_equal(r.prompt, "pass 1");
+    db_run_free(&r);
+    db_close(db);
+
+    /* stats: the load over all positions counts the 58 tokens in every
+    ** MoE layer, exactly as the token trace of the same routes does; the
+    ** prompt/gen splits say why they are missing */
+    assert_int_equal(run_cmd_to(out, tui_cmd_stats, "stats", "--db", t->path, "--tag", "dsc",
+                                "--format", "json", NULL), 0);
+    json_t *j = load_json(out);
+    json_t *sp = json_object_get(j, "splits");
+    int routed = DS_SEQ * (DS_T - 1);
+    double d = check_split(json_object_get(sp, "all"), routed, routed, 1);
+    printf("count trace: weight mass vs counted tokens, largest difference %g\n", d);
+    assert_true(d < 1e-6);
+    json_t *pr = json_object_get(sp, "prompt");
+    assert_true(json_is_false(json_object_get(pr, "available")));
+    assert_non_null(strstr(json_string_value(json_object_get(pr, "reason")),
+                           "token views not available"));
+    assert_true(json_is_false(json_object_get(json_object_get(sp, "gen"), "available")));
+    assert_non_null(strstr(json_string_value(json_object_get(j, "title")), "count-only"));
+    json_decref(j);
+    assert_int_equal(run_cmd_to(out, tui_cmd_stats, "stats", "--db", t->path, "--tag", "dsc",
+                                NULL), 0);
+    assert_true(file_has(out, "== prompt positions: not available"));
+    assert_int_equal(run_cmd_to(out, tui_cmd_stats, "stats", "--db", t->path, "--tag", "dsc",
+                                "--format", "csv", NULL), 0);
+    assert_true(file_has(out, "unavailable,gen,,,,reason,"));
+    /* views that need tokens refuse, naming the run and why */
+    assert_int_equal(run_cmd_err(out, errp, tui_cmd_stats, "stats", "--db", t->path, "--tag",
+                                 "dsc", "--routes", NULL), 1);
+    if (!file_has(errp, "run 1 is count-only") || !file_has(errp, "token views not available"))
+        fail_msg("stats --routes on count-only runs: see %s", errp);
+    assert_int_equal(run_cmd_err(out, errp, tui_cmd_diff, "diff", "--db", t->path, "1", "3",
+                                 NULL), 1);
+    assert_true(file_has(errp, "token views not available"));
+
+    /* contrast over all positions uses the counted tokens; a split needs
+    ** tokens */
+    assert_int_equal(run_cmd_to(out, tui_cmd_contrast, "contrast", "--db", t->path, "--a", "dsc",
+                                "--b", "dsb", "--perm", "20", "--top", "3", "--format", "json",
+                                NULL), 0);
+    j = load_json(out);
+    json_t *r0 = json_array_get(json_object_get(j, "rows"), 0);
+    assert_int_equal(json_integer_value(json_object_get(r0, "layer")), DS_LAYER);
+    assert_int_equal(json_integer_value(json_object_get(r0, "expert")), DS_EXPERT);
+    assert_int_equal(json_integer_value(json_object_get(r0, "count_a")), routed);
+    assert_int_equal(json_integer_value(json_object_get(r0, "n_a")), routed);
+    assert_int_equal(json_integer_value(json_object_get(r0, "count_b")), 0);
+    assert_int_equal(json_integer_value(json_object_get(r0, "n_b")), routed);
+    json_decref(j);
+    assert_int_equal(run_cmd_err(out, errp, tui_cmd_contrast, "contrast", "--db", t->path,
+                                 "--a", "dsc", "--b", "dsb", "--split", "prompt", NULL), 1);
+    if (!file_has(errp, "--split prompt (tag 'dsc')") ||
+        !file_has(errp, "token views not available; use --split all"))
+        fail_msg("contrast --split prompt on count-only runs: see %s", errp);
+
+    /* exported, the count runs are a count trace; imported again, the same
+    ** load and n_counted; a selection mixing both kinds is refused */
+    assert_int_equal(run_cmd_to(out, tui_cmd_export, "export", "--db", t->path, "--tag", "dsc",
+                                "--format", "moetrace", "-o", back, NULL), 0);
+    assert_int_equal(run_cmd_err(out, errp, tui_cmd_export, "export", "--db", t->path, "--all",
+                                 "--format", "moetrace", "-o", db2, NULL), 1);
+    assert_true(file_has(errp, "count-only"));
+    assert_int_equal(run_cmd_to(out, tui_cmd_import, "import", back, "--db", db2, "--tag",
+                                "again", "--quiet", NULL), 0);
+    Db *a = db_open(t->path, DB_OPEN_READONLY, &err), *b = db_open(db2, DB_OPEN_READONLY, &err);
+    assert_non_null(a);
+    assert_non_null(b);
+    DbLoad la, lb;
+    DbSel sa = { .tag = "dsc" }, sb = { .tag = "again" };
+    assert_int_equal(db_load(a, &sa, &la, &err), DB_OK);
+    assert_int_equal(db_load(b, &sb, &lb, &err), DB_OK);
+    assert_int_equal(la.n_counted, lb.n_counted);
+    assert_int_equal(lb.n_counts_only, 2);
+    assert_int_equal(la.n_layer * la.n_expert, lb.n_layer * lb.n_expert);
+    assert_memory_equal(la.count, lb.count, (size_t)la.n_layer * (size_t)la.n_expert * 8);
+    db_load_free(&la);
+    db_load_free(&lb);
+    db_close(a);
+    db_close(b);
+}
+
+/* A count trace variant refused with a message naming the cause. */
+static void expect_counts_error(Tmp *t, const char *name, int breakage, const char *needle)
+{
+    char dir[128], p[256];
+    snprintf(dir, sizeof dir, "%s/%s", t->dir, name);
+    write_dsv3_counts(dir, 5, 0, breakage == 2 ? ", \"prompt_len\": 3" : NULL);
+    uint64_t sc[3] = { DS_SEQ, DS_MOE, DS_E };
+    static int64_t c[DS_SEQ][DS_MOE][DS_E];
+    snprintf(p, sizeof p, "%s/counts.npy", dir);
+    switch (breakage) {
+    case 1:                                     /* counted twice (two ranks) */
+    case 3: {                                   /* a negative count */
+        FILE *f = fopen(p, "rb");
+        assert_non_null(f);
+        assert_int_equal(fseek(f, DB_NPY_HDR, SEEK_SET), 0);
+        assert_int_equal(fread(c, 1, sizeof c, f), sizeof c);
+        fclose(f);
+        if (breakage == 1)
+            for (int e = 0; e < DS_E; e++)
+                c[1][4][e] *= 2;
+        else
+            c[0][0][0] = -1;
+        write_npy(p, "<i8", 3, sc, c, sizeof c);
+        break;
+    }
+    case 4:                                     /* a token file as well */
+        snprintf(p, sizeof p, "%s/experts.npy", dir);
+        write_file(p, "x", 1);
+        break;
+    case 5:                                     /* counts as float */
+        write_npy(p, "<f4", 3, sc, c, sizeof c / 2);
+        break;
+    default:
+        break;
+    }
+    DbErr err = { 0 };
+    DbTrace *tr = db_trace_open(dir, &err);
+    if (tr || !strstr(err.msg, needle)) {
+        db_trace_close(tr);
+        fail_msg("%s: expected an error containing '%s', got '%s'", name, needle,
+                 tr ? "(accepted)" : err.msg);
+    }
+    printf("%s: %s\n", name, err.msg);
+}
+
+static void test_count_trace_malformed_refused(void **state)
+{
+    Tmp *t = *state;
+    expect_counts_error(t, "c1", 1, "layer 7): the counts sum to 464, expected tokens (29) x top_k (8) = 232");
+    expect_counts_error(t, "c2", 2, "field 'prompt_len': a count trace has no tokens");
+    expect_counts_error(t, "c3", 3, "count -1 (expected 0..");
+    expect_counts_error(t, "c4", 4, "experts.npy: present, but meta.json says");
+    expect_counts_error(t, "c5", 5, "counts.npy: dtype '<f4' not accepted");
+    /* the JSONL form has no count traces; an unknown kind is named */
+    char jl[160];
+    snprintf(jl, sizeof jl, "%s/c.jsonl", t->dir);
+    const char *m = "{\"format\": \"moetrace\", \"version\": 1, \"kind\": \"counts\", \"model\": "
+                    "\"m\", \"source\": \"s\", \"num_layers\": 2, \"num_experts\": 4, \"top_k\": 1,"
+                    " \"moe_layers\": [1], \"id_space\": \"logical\", \"sequences\": [{\"id\": 0,"
+                    " \"tokens\": 1}]}\n";
+    write_file(jl, m, strlen(m));
+    DbErr err = { 0 };
+    assert_null(db_trace_open(jl, &err));
+    assert_non_null(strstr(err.msg, "directory form only"));
+    char bogus[600];
+    snprintf(bogus, sizeof bogus, "%s", m);
+    memcpy(strstr(bogus, "\"counts\""), "\"county\"", 8);
+    write_file(jl, bogus, strlen(bogus));
+    assert_null(db_trace_open(jl, &err));
+    assert_non_null(strstr(err.msg, "field 'kind'"));
+    struct stat sb;
+    assert_int_not_equal(stat(t->path, &sb), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1021,6 +1303,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_import_dsv3_stats_contrast_moe_layers_only,
                                         tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_roundtrip_runs_export_import_identical, tmp_setup,
+                                        tmp_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_import_count_trace_stats_contrast_say_token_views_unavailable, tmp_setup,
+            tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_count_trace_malformed_refused, tmp_setup,
                                         tmp_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

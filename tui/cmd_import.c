@@ -146,12 +146,20 @@ int tui_cmd_import(int argc, char **argv)
     } else {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        printf("imported %d sequence%s as runs %lld..%lld (tag '%s'): %lld tokens, model '%s' "
-               "(%d layers, %d MoE, %d experts, top-%d), source '%s'%s, %.1f s\n",
-               I->n_seq, I->n_seq == 1 ? "" : "s", (long long)first, (long long)last, tag,
-               (long long)I->n_tokens, I->model, I->num_layers, I->n_moe, I->num_experts,
-               I->top_k, I->source, I->has_weights ? "" : ", no gate weights (1/k stored)",
-               since(&p.t0, &now));
+        if (I->counts_only)
+            printf("imported %d count-only run%s %lld..%lld (tag '%s'): per-layer expert counts "
+                   "of %lld tokens, no tokens or routes (token views not available), model '%s' "
+                   "(%d layers, %d MoE, %d experts, top-%d), source '%s', %.1f s\n",
+                   I->n_seq, I->n_seq == 1 ? "" : "s", (long long)first, (long long)last, tag,
+                   (long long)I->n_tokens, I->model, I->num_layers, I->n_moe, I->num_experts,
+                   I->top_k, I->source, since(&p.t0, &now));
+        else
+            printf("imported %d sequence%s as runs %lld..%lld (tag '%s'): %lld tokens, model "
+                   "'%s' (%d layers, %d MoE, %d experts, top-%d), source '%s'%s, %.1f s\n",
+                   I->n_seq, I->n_seq == 1 ? "" : "s", (long long)first, (long long)last, tag,
+                   (long long)I->n_tokens, I->model, I->num_layers, I->n_moe, I->num_experts,
+                   I->top_k, I->source, I->has_weights ? "" : ", no gate weights (1/k stored)",
+                   since(&p.t0, &now));
     }
     db_close(db);
     eng_model_close(m);

@@ -117,7 +117,7 @@ int tui_cmd_stats(int argc, char **argv)
             fprintf(stderr, "moescope stats: writing the output failed\n");
             rc = 1;
         }
-        if (fmt == AN_FMT_TABLE && !s->has_routes)
+        if (fmt == AN_FMT_TABLE && !s->has_routes && !info.n_counts_only)
             fprintf(stderr, "(router entropy, top-1 probability, specialization: add --routes)\n");
         if (info.n_skipped)
             fprintf(stderr, "moescope stats: %d run(s) left out: not complete\n", info.n_skipped);
