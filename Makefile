@@ -1,7 +1,8 @@
 # moescope — build, test, demo, bench.
 #
 # Every .c file in engine/ db/ analysis/ is library code; tui/ holds the
-# binary (tui/main.c has main()).  Each tests/test_*.c is one cmocka test
+# full-screen app and the generation session, cli/ the subcommands and the
+# binary's main() (cli/main.c).  Each tests/test_*.c is one cmocka test
 # binary linked against all library code; tests/e2e_*.sh are end-to-end
 # scripts run after them.  New files are picked up by wildcard: adding a
 # module never needs a Makefile edit.
@@ -21,13 +22,14 @@ CFLAGS   += $(STD) $(OPT) -g $(WARN) -pthread -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS    = $(PKG_LIBS) -lm -pthread $(EXTRA_LDFLAGS)
 
 LIB_SRC   = $(wildcard engine/*.c db/*.c analysis/*.c)
-TUI_SRC   = $(filter-out tui/main.c,$(wildcard tui/*.c))
+TUI_SRC   = $(wildcard tui/*.c)
+CLI_SRC   = $(filter-out cli/main.c,$(wildcard cli/*.c))
 TEST_SRC  = $(wildcard tests/test_*.c)
 BENCH_SRC = $(wildcard tests/bench_*.c)
-HDRS      = $(wildcard engine/*.h db/*.h analysis/*.h tui/*.h tests/*.h)
+HDRS      = $(wildcard engine/*.h db/*.h analysis/*.h tui/*.h cli/*.h tests/*.h)
 
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o)
-TUI_OBJ   = $(TUI_SRC:%.c=$(BUILD)/%.o)
+FRONT_OBJ = $(TUI_SRC:%.c=$(BUILD)/%.o) $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN  = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN = $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 E2E       = $(wildcard tests/e2e_*.sh)
@@ -47,7 +49,7 @@ moescope: $(BIN)
 .PHONY: moescope
 endif
 
-$(BIN): $(BUILD)/tui/main.o $(TUI_OBJ) $(LIB_OBJ)
+$(BIN): $(BUILD)/cli/main.o $(FRONT_OBJ) $(LIB_OBJ)
 	@$(if $(V),,echo "  LD    $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -59,10 +61,10 @@ $(BUILD)/%.o: %.c $(HDRS) Makefile
 	@$(if $(V),,echo "  CC    $<")
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/%.c $(TUI_OBJ) $(LIB_OBJ) $(HDRS)
+$(BUILD)/tests/%: tests/%.c $(FRONT_OBJ) $(LIB_OBJ) $(HDRS)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  LD    $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TUI_OBJ) $(LIB_OBJ) $(LDLIBS) -lcmocka
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(FRONT_OBJ) $(LIB_OBJ) $(LDLIBS) -lcmocka
 
 # make test: every unit test binary, then the end-to-end scripts.  Each test
 # runs from the top of the checkout so data paths are tests/data/...

@@ -15,9 +15,8 @@
 #include "engine/eng.h"
 #include "engine/model.h"
 #include "engine/qtypes.h"
-#include "tui/cmds.h"
-#include "tui/gen.h"
-#include "tui/record.h"
+#include "cli/cmds.h"
+#include "tui/tui.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -235,7 +234,7 @@ static int make_model(char **argv, int argc, const char *path)
     fprintf(stderr, "bench: creating %s\n", path);
     int fd = dup(1);
     freopen("/dev/null", "w", stdout);
-    int rc = tui_cmd_synth(argc, argv);
+    int rc = cli_cmd_synth(argc, argv);
     fflush(stdout);
     dup2(fd, 1);
     close(fd);

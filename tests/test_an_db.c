@@ -30,7 +30,7 @@
 
 #include "analysis/an.h"
 #include "db/db.h"
-#include "tui/cmds.h"
+#include "cli/cmds.h"
 
 static char g_dir[64], g_db[128];
 
@@ -256,23 +256,23 @@ static void test_db_contrast_matches_hand_and_emits_absolute_layers(void **st)
     char *out, *errs;
     char *argv[] = { "contrast", "--db", g_db, "--a", "a", "--b", "b", "--emit-interventions",
                      "--min-count", "1", NULL };
-    assert_int_equal(run_cmd(tui_cmd_contrast, argv, &out, &errs), 0);
+    assert_int_equal(run_cmd(cli_cmd_contrast, argv, &out, &errs), 0);
     assert_string_equal(out, "--disable 1:0\n");
     free(out);
     free(errs);
     char *argv2[] = { "contrast", "--db", g_db, "--a", "a", "--b", "b", "--emit-interventions",
                       "--force", NULL };
-    assert_int_equal(run_cmd(tui_cmd_contrast, argv2, &out, &errs), 0);
+    assert_int_equal(run_cmd(cli_cmd_contrast, argv2, &out, &errs), 0);
     assert_string_equal(out, "--force 1:0\n");
     free(out);
     free(errs);
     char *argv3[] = { "contrast", "--db", g_db, "--a", "a", "--b", "nope", NULL };
-    assert_int_equal(run_cmd(tui_cmd_contrast, argv3, &out, &errs), 1);
+    assert_int_equal(run_cmd(cli_cmd_contrast, argv3, &out, &errs), 1);
     assert_non_null(strstr(errs, "tag 'nope' has no runs in"));
     free(out);
     free(errs);
     char *argv4[] = { "contrast", "--db", g_db, "--a", "a", "--b", "b", "--format", "csv", NULL };
-    assert_int_equal(run_cmd(tui_cmd_contrast, argv4, &out, &errs), 0);
+    assert_int_equal(run_cmd(cli_cmd_contrast, argv4, &out, &errs), 0);
     assert_non_null(strstr(out, "rank,layer,expert,count_a,n_a,count_b,n_b,"));
     assert_non_null(strstr(out, ",1,0,14,20,6,20,0.7,0.3,"));
     free(out);
@@ -307,13 +307,13 @@ static void test_db_diff_matches_hand(void **st)
 
     char *out, *errs;
     char *argv[] = { "diff", "--db", g_db, "1", "2", NULL };
-    assert_int_equal(run_cmd(tui_cmd_diff, argv, &out, &errs), 0);
+    assert_int_equal(run_cmd(cli_cmd_diff, argv, &out, &errs), 0);
     assert_non_null(strstr(out, "first divergence: position 3: A 't8'"));
     assert_null(strstr(out, "nan"));
     free(out);
     free(errs);
     char *argv2[] = { "diff", "--db", g_db, "1", "77", NULL };
-    assert_int_equal(run_cmd(tui_cmd_diff, argv2, &out, &errs), 1);
+    assert_int_equal(run_cmd(cli_cmd_diff, argv2, &out, &errs), 1);
     assert_non_null(strstr(errs, "run 77 is not in"));
     free(out);
     free(errs);
@@ -324,7 +324,7 @@ static void test_cmd_stats_formats_and_errors(void **st)
     (void)st;
     char *out, *errs;
     char *argv[] = { "stats", "--db", g_db, "--tag", "b", "--format", "json", NULL };
-    assert_int_equal(run_cmd(tui_cmd_stats, argv, &out, &errs), 0);
+    assert_int_equal(run_cmd(cli_cmd_stats, argv, &out, &errs), 0);
     /* tag b: e0 2 + 4 = 6, e1 14 */
     assert_non_null(strstr(out, "\"layer\":1,"));
     assert_non_null(strstr(out, "\"count\":[6,14]"));
@@ -332,20 +332,20 @@ static void test_cmd_stats_formats_and_errors(void **st)
     free(out);
     free(errs);
     char *argv2[] = { "stats", "--db", g_db, "--run", "1", "--routes", NULL };
-    assert_int_equal(run_cmd(tui_cmd_stats, argv2, &out, &errs), 0);
+    assert_int_equal(run_cmd(cli_cmd_stats, argv2, &out, &errs), 0);
     assert_non_null(strstr(out, "run 1 (complete, 10 positions)"));
     assert_non_null(strstr(out, "  0.693 "));    /* router entropy ln 2 */
     free(out);
     free(errs);
     char *argv3[] = { "stats", "--db", g_db, "--tag", "x", NULL };
-    assert_int_equal(run_cmd(tui_cmd_stats, argv3, &out, &errs), 1);
+    assert_int_equal(run_cmd(cli_cmd_stats, argv3, &out, &errs), 1);
     char want[256];
     snprintf(want, sizeof want, "moescope stats: tag 'x' has no runs in %s\n", g_db);
     assert_string_equal(errs, want);
     free(out);
     free(errs);
     char *argv4[] = { "stats", "--db", g_db, "--format", "xml", NULL };
-    assert_int_equal(run_cmd(tui_cmd_stats, argv4, &out, &errs), 2);
+    assert_int_equal(run_cmd(cli_cmd_stats, argv4, &out, &errs), 2);
     assert_non_null(strstr(errs, "--format 'xml'"));
     free(out);
     free(errs);

@@ -12,7 +12,7 @@
 
 #include "engine/gguf.h"
 #include "engine/tok.h"
-#include "tui/chat.h"
+#include "tui/tui.h"
 
 /* Openings of the templates the families ship (abridged). */
 static const char *qwen3 = "{%- if tools %}\n    {{- '<|im_start|>system\\n' }}...{{- '<|im_start|>' + message.role + '\\n' + content + '<|im_end|>' + '\\n' }}";

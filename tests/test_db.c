@@ -17,7 +17,7 @@
 
 #include "db/db.h"
 #include "db/db_int.h"
-#include "tui/cmds.h"
+#include "cli/cmds.h"
 
 #include <errno.h>
 #include <math.h>
@@ -1388,7 +1388,7 @@ static int run_export(char *a0, ...)
         argv[argc++] = a;
     va_end(ap);
     argv[argc] = NULL;
-    return tui_cmd_export(argc, argv);
+    return cli_cmd_export(argc, argv);
 }
 
 static void test_db_cmd_export_writes_file_and_reports_errors(void **state)

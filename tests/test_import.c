@@ -17,7 +17,7 @@
 
 #include "db/db.h"
 #include "db/db_int.h"
-#include "tui/cmds.h"
+#include "cli/cmds.h"
 
 #include <fcntl.h>
 #include <jansson.h>
@@ -935,13 +935,13 @@ static void test_import_dsv3_stats_contrast_moe_layers_only(void **state)
     snprintf(out, sizeof out, "%s/out", t->dir);
     write_dsv3_trace(a, 11, 1);
     write_dsv3_trace(b, 12, 0);
-    assert_int_equal(run_cmd_to(out, tui_cmd_import, "import", a, "--db", t->path, "--tag", "dsa",
+    assert_int_equal(run_cmd_to(out, cli_cmd_import, "import", a, "--db", t->path, "--tag", "dsa",
                                 "--quiet", NULL), 0);
-    assert_int_equal(run_cmd_to(out, tui_cmd_import, "import", b, "--db", t->path, "--tag", "dsb",
+    assert_int_equal(run_cmd_to(out, cli_cmd_import, "import", b, "--db", t->path, "--tag", "dsb",
                                 "--quiet", NULL), 0);
 
     /* stats, JSON: every split lists the 58 MoE layers and nothing else */
-    assert_int_equal(run_cmd_to(out, tui_cmd_stats, "stats", "--db", t->path, "--tag", "dsa",
+    assert_int_equal(run_cmd_to(out, cli_cmd_stats, "stats", "--db", t->path, "--tag", "dsa",
                                 "--format", "json", NULL), 0);
     json_t *j = load_json(out);
     assert_int_equal(json_integer_value(json_object_get(j, "n_expert")), DS_E);
@@ -960,7 +960,7 @@ static void test_import_dsv3_stats_contrast_moe_layers_only(void **state)
     json_decref(j);
 
     /* stats, table: the per-layer block has rows 3..60 */
-    assert_int_equal(run_cmd_to(out, tui_cmd_stats, "stats", "--db", t->path, "--tag", "dsa",
+    assert_int_equal(run_cmd_to(out, cli_cmd_stats, "stats", "--db", t->path, "--tag", "dsa",
                                 NULL), 0);
     FILE *f = fopen(out, "r");
     assert_non_null(f);
@@ -984,7 +984,7 @@ static void test_import_dsv3_stats_contrast_moe_layers_only(void **state)
     assert_int_equal(next, DS_L);
 
     /* contrast: the planted expert comes first, counted over routed tokens */
-    assert_int_equal(run_cmd_to(out, tui_cmd_contrast, "contrast", "--db", t->path, "--a", "dsa",
+    assert_int_equal(run_cmd_to(out, cli_cmd_contrast, "contrast", "--db", t->path, "--a", "dsa",
                                 "--b", "dsb", "--perm", "20", "--top", "3", "--format", "json",
                                 NULL), 0);
     j = load_json(out);

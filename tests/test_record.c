@@ -14,8 +14,7 @@
 #include "db/db.h"
 #include "engine/eng.h"
 #include "tests/ref.h"
-#include "tui/gen.h"
-#include "tui/record.h"
+#include "tui/tui.h"
 
 typedef struct {
     Ref *ref;

@@ -13,7 +13,6 @@
 */
 #include "tui/app.h"
 #include "tui/gen.h"
-#include "tui/common.h"
 #include "tui/record.h"
 #include "db/db.h"
 

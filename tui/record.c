@@ -9,8 +9,6 @@
 */
 #include "tui/record.h"
 #include "db/db.h"
-#include "tui/common.h"
-#include "tui/opts.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -33,29 +31,6 @@ void rec_opts_init(RecOpts *o)
 {
     memset(o, 0, sizeof *o);
     o->db_path = "moescope.db";
-}
-
-int rec_opts_parse(const char *cmd, RecOpts *o, int argc, char **argv, int *i)
-{
-    const char *a = argv[*i];
-    if (!strcmp(a, "--db")) {
-        if (!(o->db_path = opt_value(cmd, argc, argv, i)))
-            return -1;
-    } else if (!strcmp(a, "--no-db")) {
-        o->no_db = 1;
-    } else if (!strcmp(a, "--tag")) {
-        if (!(o->tag = opt_value(cmd, argc, argv, i)))
-            return -1;
-        if (!o->tag[0]) {
-            fprintf(stderr, "moescope %s: --tag must not be empty\n", cmd);
-            return -1;
-        }
-    } else if (!strcmp(a, "--router-logits")) {
-        o->router_logits = 1;
-    } else {
-        return 0;
-    }
-    return 1;
 }
 
 int rec_open(const char *cmd, const RecOpts *o, const EngModel *m, const char *model_path,
@@ -248,4 +223,24 @@ int rec_close(Recorder *r)
     db_close(r->db);
     free(r);
     return ret;
+}
+
+char *tui_ivs_text(const EngIv *ivs, int n)
+{
+    size_t cap = (size_t)n * 64 + 1, len = 0;
+    char *s = malloc(cap);
+    if (!s)
+        return NULL;
+    s[0] = 0;
+    for (int i = 0; i < n; i++) {
+        int w = eng_iv_format(&ivs[i], s + len, cap - len);
+        if (w < 0 || (size_t)w >= cap - len)
+            break;
+        len += (size_t)w;
+        if (i + 1 < n && len + 2 < cap) {
+            s[len++] = '\n';
+            s[len] = 0;
+        }
+    }
+    return s;
 }

@@ -19,9 +19,6 @@ typedef struct {
 typedef struct Recorder Recorder;
 
 void rec_opts_init(RecOpts *o);
-/* Consume --db/--no-db/--tag/--router-logits; 1 consumed, 0 not ours,
-** -1 bad value (message printed). */
-int rec_opts_parse(const char *cmd, RecOpts *o, int argc, char **argv, int *i);
 
 /* Open the database (unless --no-db) and register the model.  On failure
 ** prints "moescope CMD: ..." and returns -1.  *out is NULL with --no-db. */
@@ -40,5 +37,8 @@ int rec_close(Recorder *r);                   /* accepts NULL; -1 on error */
 
 /* JSON array describing the interventions (for the database). */
 char *rec_ivs_json(const EngIv *ivs, int n);
+
+/* Text of the interventions, one per line, as eng_iv_format writes them. */
+char *tui_ivs_text(const EngIv *ivs, int n);
 
 #endif

@@ -1,9 +1,9 @@
 /*
-** tui/common.c — shared option handling for the generating subcommands.
+** cli/common.c — shared option handling for the generating subcommands.
 */
-#include "tui/common.h"
-#include "tui/chat.h"
-#include "tui/opts.h"
+#include "cli/common.h"
+#include "tui/tui.h"
+#include "cli/opts.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -13,7 +13,7 @@
 
 #define SAMPLE_REL "samples/sample-q8_0.gguf"
 
-const char *tui_default_model(void)
+const char *cli_default_model(void)
 {
     static char path[PATH_MAX + 64];
     if (access(SAMPLE_REL, R_OK) == 0)
@@ -33,7 +33,7 @@ const char *tui_default_model(void)
     return SAMPLE_REL;
 }
 
-const char *tui_genopts_help =
+const char *cli_genopts_help =
     "  -m MODEL            GGUF model (default: the shipped sample)\n"
     "  -n N                tokens to generate (default 64)\n"
     "  --temp T            temperature (default 0.8)     --greedy   argmax\n"
@@ -55,45 +55,45 @@ const char *tui_genopts_help =
     "                      weights as llama.cpp does (faster; its arithmetic)\n"
     "  -t N                threads (default 2)\n";
 
-void tui_genopts_init(GenOpts *o)
+void cli_genopts_init(GenOpts *o)
 {
     memset(o, 0, sizeof *o);
     gen_settings_default(&o->gs);
     o->scope = "all";
 }
 
-int tui_genopts_parse(const char *cmd, GenOpts *o, int argc, char **argv, int *i)
+int cli_genopts_parse(const char *cmd, GenOpts *o, int argc, char **argv, int *i)
 {
     const char *a = argv[*i], *v;
     long l;
     double d;
-#define VAL() do { if (!(v = opt_value(cmd, argc, argv, i))) return -1; } while (0)
+#define VAL() do { if (!(v = cli_opt_value(cmd, argc, argv, i))) return -1; } while (0)
     if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
         VAL();
         o->model = v;
     } else if (!strcmp(a, "-n")) {
         VAL();
-        if (opt_int(cmd, a, v, 0, 1 << 20, &l) < 0)
+        if (cli_opt_int(cmd, a, v, 0, 1 << 20, &l) < 0)
             return -1;
         o->gs.n_predict = (int)l;
     } else if (!strcmp(a, "--temp")) {
         VAL();
-        if (opt_float(cmd, a, v, 0, 100, &d) < 0)
+        if (cli_opt_float(cmd, a, v, 0, 100, &d) < 0)
             return -1;
         o->gs.sample.temp = (float)d;
     } else if (!strcmp(a, "--top-p")) {
         VAL();
-        if (opt_float(cmd, a, v, 0, 1, &d) < 0)
+        if (cli_opt_float(cmd, a, v, 0, 1, &d) < 0)
             return -1;
         o->gs.sample.top_p = (float)d;
     } else if (!strcmp(a, "--sample-top-k")) {
         VAL();
-        if (opt_int(cmd, a, v, 0, 1 << 24, &l) < 0)
+        if (cli_opt_int(cmd, a, v, 0, 1 << 24, &l) < 0)
             return -1;
         o->gs.sample.top_k = (int)l;
     } else if (!strcmp(a, "--seed")) {
         VAL();
-        if (opt_u64(cmd, a, v, &o->gs.sample.seed) < 0)
+        if (cli_opt_u64(cmd, a, v, &o->gs.sample.seed) < 0)
             return -1;
     } else if (!strcmp(a, "--greedy")) {
         o->gs.sample.greedy = 1;
@@ -108,7 +108,7 @@ int tui_genopts_parse(const char *cmd, GenOpts *o, int argc, char **argv, int *i
         arr[(*n)++] = v;
     } else if (!strcmp(a, "--top-k")) {
         VAL();
-        if (opt_int(cmd, a, v, 1, 4096, &l) < 0)
+        if (cli_opt_int(cmd, a, v, 1, 4096, &l) < 0)
             return -1;
         o->route_top_k = l;
     } else if (!strcmp(a, "--route-top-p")) {
@@ -118,10 +118,10 @@ int tui_genopts_parse(const char *cmd, GenOpts *o, int argc, char **argv, int *i
         char *colon = strchr(buf, ':');
         if (colon) {
             *colon = 0;
-            if (opt_int(cmd, a, colon + 1, 1, 4096, &o->route_top_p_cap) < 0)
+            if (cli_opt_int(cmd, a, colon + 1, 1, 4096, &o->route_top_p_cap) < 0)
                 return -1;
         }
-        if (opt_float(cmd, a, buf, 1e-6, 1, &o->route_top_p) < 0)
+        if (cli_opt_float(cmd, a, buf, 1e-6, 1, &o->route_top_p) < 0)
             return -1;
     } else if (!strcmp(a, "--scope")) {
         VAL();
@@ -137,12 +137,12 @@ int tui_genopts_parse(const char *cmd, GenOpts *o, int argc, char **argv, int *i
         o->system = v;
     } else if (!strcmp(a, "--ctx")) {
         VAL();
-        if (opt_int(cmd, a, v, 1, 1 << 24, &l) < 0)
+        if (cli_opt_int(cmd, a, v, 1, 1 << 24, &l) < 0)
             return -1;
         o->gs.n_ctx = (int)l;
     } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
         VAL();
-        if (opt_int(cmd, a, v, 1, 256, &l) < 0)
+        if (cli_opt_int(cmd, a, v, 1, 256, &l) < 0)
             return -1;
         o->gs.n_threads = (int)l;
     } else {
@@ -152,7 +152,7 @@ int tui_genopts_parse(const char *cmd, GenOpts *o, int argc, char **argv, int *i
     return 1;
 }
 
-int tui_genopts_resolve(const char *cmd, GenOpts *o, const EngModel *m)
+int cli_genopts_resolve(const char *cmd, GenOpts *o, const EngModel *m)
 {
     EngErr err = { 0 };
     EngScope scope;
@@ -198,7 +198,7 @@ int tui_genopts_resolve(const char *cmd, GenOpts *o, const EngModel *m)
     return 0;
 }
 
-EngModel *tui_open_model(const char *cmd, const char *path)
+EngModel *cli_open_model(const char *cmd, const char *path)
 {
     EngErr err = { 0 };
     EngModel *m = eng_model_open(path, &err);
@@ -207,27 +207,7 @@ EngModel *tui_open_model(const char *cmd, const char *path)
     return m;
 }
 
-char *tui_ivs_text(const EngIv *ivs, int n)
-{
-    size_t cap = (size_t)n * 64 + 1, len = 0;
-    char *s = malloc(cap);
-    if (!s)
-        return NULL;
-    s[0] = 0;
-    for (int i = 0; i < n; i++) {
-        int w = eng_iv_format(&ivs[i], s + len, cap - len);
-        if (w < 0 || (size_t)w >= cap - len)
-            break;
-        len += (size_t)w;
-        if (i + 1 < n && len + 2 < cap) {
-            s[len++] = '\n';
-            s[len] = 0;
-        }
-    }
-    return s;
-}
-
-char *tui_prepare_prompt(const char *cmd, GenOpts *o, const EngModel *m, const char *prompt)
+char *cli_prepare_prompt(const char *cmd, GenOpts *o, const EngModel *m, const char *prompt)
 {
     if (!o->chat) {
         if (o->system)
@@ -246,25 +226,49 @@ char *tui_prepare_prompt(const char *cmd, GenOpts *o, const EngModel *m, const c
     return t;
 }
 
-int tui_genrec_parse(const char *cmd, GenOpts *o, RecOpts *ro, int argc, char **argv, int *i)
+/* --db/--no-db/--tag/--router-logits: 1 consumed, 0 not ours, -1 bad value. */
+static int recopts_parse(const char *cmd, RecOpts *o, int argc, char **argv, int *i)
 {
-    int r = tui_genopts_parse(cmd, o, argc, argv, i);
+    const char *a = argv[*i];
+    if (!strcmp(a, "--db")) {
+        if (!(o->db_path = cli_opt_value(cmd, argc, argv, i)))
+            return -1;
+    } else if (!strcmp(a, "--no-db")) {
+        o->no_db = 1;
+    } else if (!strcmp(a, "--tag")) {
+        if (!(o->tag = cli_opt_value(cmd, argc, argv, i)))
+            return -1;
+        if (!o->tag[0]) {
+            fprintf(stderr, "moescope %s: --tag must not be empty\n", cmd);
+            return -1;
+        }
+    } else if (!strcmp(a, "--router-logits")) {
+        o->router_logits = 1;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+int cli_genrec_parse(const char *cmd, GenOpts *o, RecOpts *ro, int argc, char **argv, int *i)
+{
+    int r = cli_genopts_parse(cmd, o, argc, argv, i);
     if (r != 0)
         return r;
     if (!strcmp(argv[*i], "--db"))
         ro->no_db = 0;
-    return rec_opts_parse(cmd, ro, argc, argv, i);
+    return recopts_parse(cmd, ro, argc, argv, i);
 }
 
-int tui_gen_open(const char *cmd, GenOpts *o, const RecOpts *ro, EngModel **m, EngCtx **c,
+int cli_gen_open(const char *cmd, GenOpts *o, const RecOpts *ro, EngModel **m, EngCtx **c,
                  Recorder **rec)
 {
-    const char *path = o->model ? o->model : tui_default_model();
+    const char *path = o->model ? o->model : cli_default_model();
     *c = NULL;
     *rec = NULL;
-    if (!(*m = tui_open_model(cmd, path)))
+    if (!(*m = cli_open_model(cmd, path)))
         return 1;
-    if (tui_genopts_resolve(cmd, o, *m) < 0)
+    if (cli_genopts_resolve(cmd, o, *m) < 0)
         return 2;
     EngErr err = { 0 };
     EngCtxParams cp = { .n_ctx = o->gs.n_ctx, .n_threads = o->gs.n_threads, .qact = o->qact };
@@ -275,7 +279,7 @@ int tui_gen_open(const char *cmd, GenOpts *o, const RecOpts *ro, EngModel **m, E
     return rec_open(cmd, ro, *m, path, rec) < 0 ? 1 : 0;
 }
 
-int tui_gen_close(int status, EngModel *m, EngCtx *c, Recorder *rec)
+int cli_gen_close(int status, EngModel *m, EngCtx *c, Recorder *rec)
 {
     if (rec_close(rec) < 0)
         status = 1;
@@ -284,7 +288,7 @@ int tui_gen_close(int status, EngModel *m, EngCtx *c, Recorder *rec)
     return status;
 }
 
-void tui_print_ivs(FILE *f, const GenSettings *gs)
+void cli_print_ivs(FILE *f, const GenSettings *gs)
 {
     if (!gs->n_ivs)
         return;

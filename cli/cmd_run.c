@@ -1,11 +1,11 @@
 /*
-** tui/cmd_run.c — `moescope run`: generate from prompts, optionally with
+** cli/cmd_run.c — `moescope run`: generate from prompts, optionally with
 ** interventions, print the continuations, record every route.
 */
-#include "tui/cmds.h"
-#include "tui/common.h"
-#include "tui/opts.h"
-#include "tui/record.h"
+#include "cli/cmds.h"
+#include "cli/common.h"
+#include "cli/opts.h"
+#include "tui/tui.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,20 +23,20 @@ static void usage(FILE *f)
                "  --router-logits     also store every router logit (large)\n"
                "  --timings           print prompt/decode speed to stderr\n"
                "  -q                  print only the continuations\n%s",
-            tui_genopts_help);
+            cli_genopts_help);
 }
 
-int tui_cmd_run(int argc, char **argv)
+int cli_cmd_run(int argc, char **argv)
 {
     GenOpts o;
-    tui_genopts_init(&o);
+    cli_genopts_init(&o);
     RecOpts ro;
     rec_opts_init(&ro);
     const char *prompt = NULL, *file = NULL;
     int timings = 0, quiet = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int r = tui_genrec_parse("run", &o, &ro, argc, argv, &i);
+        int r = cli_genrec_parse("run", &o, &ro, argc, argv, &i);
         if (r < 0)
             return 2;
         if (r > 0)
@@ -45,10 +45,10 @@ int tui_cmd_run(int argc, char **argv)
             usage(stdout);
             return 0;
         } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
-            if (!(prompt = opt_value("run", argc, argv, &i)))
+            if (!(prompt = cli_opt_value("run", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
-            if (!(file = opt_value("run", argc, argv, &i)))
+            if (!(file = cli_opt_value("run", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--timings")) {
             timings = 1;
@@ -80,7 +80,7 @@ int tui_cmd_run(int argc, char **argv)
     EngModel *m;
     EngCtx *c;
     Recorder *rec;
-    int status = tui_gen_open("run", &o, &ro, &m, &c, &rec);
+    int status = cli_gen_open("run", &o, &ro, &m, &c, &rec);
     if (status)
         goto done;
     status = 1;
@@ -92,7 +92,7 @@ int tui_cmd_run(int argc, char **argv)
         size_t len = 0;
         GenStats st;
         GenHooks h = { 0 };
-        char *fed = tui_prepare_prompt("run", &o, m, list[p]);
+        char *fed = cli_prepare_prompt("run", &o, m, list[p]);
         if (!fed) {
             failed = 1;
             break;
@@ -114,7 +114,7 @@ int tui_cmd_run(int argc, char **argv)
         }
         if (n_prompts > 1 && !quiet) {
             printf("### %d: ", p + 1);
-            opt_print_escaped(stdout, list[p], strlen(list[p]));
+            cli_opt_print_escaped(stdout, list[p], strlen(list[p]));
             printf("\n");
         }
         fwrite(text, 1, len, stdout);
@@ -137,7 +137,7 @@ int tui_cmd_run(int argc, char **argv)
     }
     status = failed;
 done:
-    status = tui_gen_close(status, m, c, rec);
+    status = cli_gen_close(status, m, c, rec);
     gen_free_prompts(prompts, file ? n_prompts : 0);
     return status;
 }

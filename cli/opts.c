@@ -1,14 +1,14 @@
 /*
-** tui/opts.c — option value parsing with clear messages.
+** cli/opts.c — option value parsing with clear messages.
 */
-#include "tui/opts.h"
+#include "cli/opts.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-int opt_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out)
+int cli_opt_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out)
 {
     char *e;
     errno = 0;
@@ -25,7 +25,7 @@ int opt_int(const char *cmd, const char *opt, const char *val, long lo, long hi,
     return 0;
 }
 
-int opt_float(const char *cmd, const char *opt, const char *val, double lo, double hi, double *out)
+int cli_opt_float(const char *cmd, const char *opt, const char *val, double lo, double hi, double *out)
 {
     char *e;
     errno = 0;
@@ -42,7 +42,7 @@ int opt_float(const char *cmd, const char *opt, const char *val, double lo, doub
     return 0;
 }
 
-int opt_u64(const char *cmd, const char *opt, const char *val, uint64_t *out)
+int cli_opt_u64(const char *cmd, const char *opt, const char *val, uint64_t *out)
 {
     char *e;
     errno = 0;
@@ -59,7 +59,7 @@ int opt_u64(const char *cmd, const char *opt, const char *val, uint64_t *out)
     return 0;
 }
 
-const char *opt_value(const char *cmd, int argc, char **argv, int *i)
+const char *cli_opt_value(const char *cmd, int argc, char **argv, int *i)
 {
     if (*i + 1 >= argc) {
         fprintf(stderr, "moescope %s: %s needs a value\n", cmd, argv[*i]);
@@ -68,7 +68,7 @@ const char *opt_value(const char *cmd, int argc, char **argv, int *i)
     return argv[++*i];
 }
 
-void opt_print_escaped(FILE *f, const char *s, size_t n)
+void cli_opt_print_escaped(FILE *f, const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];

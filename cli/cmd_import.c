@@ -1,5 +1,5 @@
 /*
-** tui/cmd_import.c — `moescope import`: a moetrace v1 trace (a directory or
+** cli/cmd_import.c — `moescope import`: a moetrace v1 trace (a directory or
 ** a .jsonl file, docs/moetrace.md) into a routing database, one run per
 ** sequence, tagged so that stats, contrast and the TUI select it.
 **
@@ -11,8 +11,8 @@
 */
 #include "db/db.h"
 #include "engine/eng.h"
-#include "tui/cmds.h"
-#include "tui/opts.h"
+#include "cli/cmds.h"
+#include "cli/opts.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -62,7 +62,7 @@ static const char *vocab_piece(void *user, int32_t id, size_t *len)
     return eng_token_str(user, id, len);
 }
 
-int tui_cmd_import(int argc, char **argv)
+int cli_cmd_import(int argc, char **argv)
 {
     const char *src = NULL, *db_path = NULL, *tag = NULL, *vocab = NULL;
     int quiet = 0;
@@ -72,13 +72,13 @@ int tui_cmd_import(int argc, char **argv)
             usage(stdout);
             return 0;
         } else if (!strcmp(a, "--db")) {
-            if (!(db_path = opt_value("import", argc, argv, &i)))
+            if (!(db_path = cli_opt_value("import", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--tag")) {
-            if (!(tag = opt_value("import", argc, argv, &i)))
+            if (!(tag = cli_opt_value("import", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--vocab")) {
-            if (!(vocab = opt_value("import", argc, argv, &i)))
+            if (!(vocab = cli_opt_value("import", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             quiet = 1;

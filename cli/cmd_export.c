@@ -1,12 +1,12 @@
 /*
-** tui/cmd_export.c — `moescope export`: stream runs, tokens, routes or load
+** cli/cmd_export.c — `moescope export`: stream runs, tokens, routes or load
 ** from a routing database as JSONL or CSV.
 **
 ** With -o FILE the output is written to FILE.tmp and renamed into place only
 ** when the export succeeded, so a failed export never leaves a truncated
 ** file under the name asked for.
 */
-#include "tui/cmds.h"
+#include "cli/cmds.h"
 #include "db/db.h"
 
 #include <errno.h>
@@ -64,7 +64,7 @@ static int export_moetrace(const char *db_path, long long run, const char *tag,
     return 0;
 }
 
-int tui_cmd_export(int argc, char **argv)
+int cli_cmd_export(int argc, char **argv)
 {
     const char *db_path = NULL, *tag = NULL, *fmt_s = NULL, *what_s = "routes";
     const char *out_path = NULL;

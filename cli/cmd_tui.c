@@ -1,14 +1,12 @@
 /*
-** tui/cmd_tui.c — `moescope tui [--db FILE] [-m MODEL] [-n N]`: the
+** cli/cmd_tui.c — `moescope tui [--db FILE] [-m MODEL] [-n N]`: the
 ** full-screen app over a routing database, with live runs when a model is
 ** given.
 */
-#include "tui/app.h"
-#include "tui/cmds.h"
-#include "tui/common.h"
+#include "cli/cmds.h"
+#include "cli/common.h"
+#include "tui/tui.h"
 
-#include <langinfo.h>
-#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +24,7 @@ static void usage(FILE *f)
                "Keys: F1 or ? inside the app.\n");
 }
 
-int tui_cmd_tui(int argc, char **argv)
+int cli_cmd_tui(int argc, char **argv)
 {
     const char *db_path = "moescope.db";
     const char *model = NULL;
@@ -67,52 +65,16 @@ int tui_cmd_tui(int argc, char **argv)
             return 2;
         }
     }
-    if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
-        fprintf(stderr, "moescope tui: needs a terminal on stdin and stdout\n");
-        return 1;
-    }
-    setlocale(LC_ALL, "");
-    int utf8 = !strcmp(nl_langinfo(CODESET), "UTF-8");
-
-    char err[512];
-    TuiSource src;
-    if (tui_db_source_open(&src, db_path, 1, err, sizeof err)) {
-        fprintf(stderr, "moescope tui: %s\n", err);
-        return 1;
-    }
-    TuiRunner runner, *rp = NULL;
-    char title[160];
-    snprintf(title, sizeof title, "%s", db_path);
     int explicit_model = model != NULL;
     if (!model)
-        model = tui_default_model();
-    if (explicit_model || access(model, R_OK) == 0) {
-        if (tui_engine_runner_open(&runner, model, db_path, n_predict, n_threads, title,
-                                   sizeof title, err, sizeof err)) {
-            fprintf(stderr, "moescope tui: %s\n", err);
-            src.close(src.self);
-            return 1;
-        }
-        rp = &runner;
-        tui_engine_runner_set_chat(&runner, chat, system);
-        size_t o = strlen(title);
-        snprintf(title + o, sizeof title - o, "  db %s", db_path);
-    }
-    TuiApp *app = malloc(sizeof *app);
-    if (!app || tui_app_init(app, &src, rp, title)) {
-        fprintf(stderr, "moescope tui: out of memory\n");
-        free(app);
-        if (rp)
-            rp->close(rp->self);
-        src.close(src.self);
-        return 1;
-    }
-    app->term.utf8 = utf8;
-    int rc = tui_app_run(app);
-    tui_app_done(app);
-    free(app);
-    if (rp)
-        rp->close(rp->self);
-    src.close(src.self);
-    return rc;
+        model = cli_default_model();
+    TuiOptions to = {
+        .db_path = db_path,
+        .model = explicit_model || access(model, R_OK) == 0 ? model : NULL,
+        .n_predict = n_predict,
+        .n_threads = n_threads,
+        .chat = chat,
+        .system = system,
+    };
+    return tui_app_main(&to);
 }

@@ -1,5 +1,5 @@
 /*
-** tui/cmd_synth.c — `moescope synth`: write a GGUF model with random weights
+** cli/cmd_synth.c — `moescope synth`: write a GGUF model with random weights
 ** for a given MoE architecture and size, so speed, memory and the app can be
 ** tried at OLMoE-, Mixtral-, Qwen3- or DeepSeek-like scales without
 ** downloading weights; or (--from MODEL) rewrite an existing model with its
@@ -11,8 +11,8 @@
 ** </s>, the 256 byte tokens, then made-up pieces.  Tensors are generated
 ** one at a time while the file is written: memory stays at one tensor.
 */
-#include "tui/cmds.h"
-#include "tui/opts.h"
+#include "cli/cmds.h"
+#include "cli/opts.h"
 #include "engine/eng.h"
 #include "engine/gguf.h"
 #include "engine/gguf_write.h"
@@ -388,7 +388,7 @@ static int parse_type(const char *v, uint32_t *t)
     return -1;
 }
 
-int tui_cmd_synth(int argc, char **argv)
+int cli_cmd_synth(int argc, char **argv)
 {
     Synth s = { 0 };
     s.arch = NULL;
@@ -417,8 +417,8 @@ int tui_cmd_synth(int argc, char **argv)
         int hit = 0;
         for (size_t j = 0; j < sizeof ints / sizeof ints[0]; j++)
             if (!strcmp(a, ints[j].opt)) {
-                if (!(v = opt_value("synth", argc, argv, &i)) ||
-                    opt_int("synth", a, v, ints[j].lo, ints[j].hi, &l) < 0)
+                if (!(v = cli_opt_value("synth", argc, argv, &i)) ||
+                    cli_opt_int("synth", a, v, ints[j].lo, ints[j].hi, &l) < 0)
                     return 2;
                 *ints[j].dst = (int)l;
                 hit = 1;
@@ -429,19 +429,19 @@ int tui_cmd_synth(int argc, char **argv)
             usage(stdout);
             return 0;
         } else if (!strcmp(a, "--arch")) {
-            if (!(s.arch = opt_value("synth", argc, argv, &i)))
+            if (!(s.arch = cli_opt_value("synth", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--type")) {
-            if (!(v = opt_value("synth", argc, argv, &i)) || parse_type(v, &s.type) < 0)
+            if (!(v = cli_opt_value("synth", argc, argv, &i)) || parse_type(v, &s.type) < 0)
                 return 2;
         } else if (!strcmp(a, "--seed")) {
-            if (!(v = opt_value("synth", argc, argv, &i)) || opt_u64("synth", a, v, &s.seed) < 0)
+            if (!(v = cli_opt_value("synth", argc, argv, &i)) || cli_opt_u64("synth", a, v, &s.seed) < 0)
                 return 2;
         } else if (!strcmp(a, "-o")) {
-            if (!(out = opt_value("synth", argc, argv, &i)))
+            if (!(out = cli_opt_value("synth", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--from")) {
-            if (!(from = opt_value("synth", argc, argv, &i)))
+            if (!(from = cli_opt_value("synth", argc, argv, &i)))
                 return 2;
         } else {
             fprintf(stderr, "moescope synth: unknown argument '%s' (see moescope synth --help)\n", a);

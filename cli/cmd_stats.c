@@ -1,11 +1,11 @@
 /*
-** tui/cmd_stats.c — `moescope stats`: per layer×expert load and the balance
+** cli/cmd_stats.c — `moescope stats`: per layer×expert load and the balance
 ** statistics of a run, a tag or the whole database; with --routes also the
 ** router entropy, top-1 probability, vocabulary specialization and top
 ** tokens per expert; with --pairs also co-activation and transitions.
 */
-#include "tui/cmds.h"
-#include "tui/opts.h"
+#include "cli/cmds.h"
+#include "cli/opts.h"
 #include "analysis/an.h"
 #include "db/db.h"
 
@@ -46,7 +46,7 @@ static long long pos_int(const char *opt, const char *v, long long max)
     return x;
 }
 
-int tui_cmd_stats(int argc, char **argv)
+int cli_cmd_stats(int argc, char **argv)
 {
     const char *db_path = "moescope.db", *tag = NULL, *fmt_s = "table";
     long long run = 0;
@@ -57,16 +57,16 @@ int tui_cmd_stats(int argc, char **argv)
             usage(stdout);
             return 0;
         } else if (!strcmp(a, "--db")) {
-            if (!(db_path = opt_value("stats", argc, argv, &i)))
+            if (!(db_path = cli_opt_value("stats", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--run")) {
-            if (!(v = opt_value("stats", argc, argv, &i)) || (run = pos_int("--run", v, INT64_MAX)) < 0)
+            if (!(v = cli_opt_value("stats", argc, argv, &i)) || (run = pos_int("--run", v, INT64_MAX)) < 0)
                 return 2;
         } else if (!strcmp(a, "--tag")) {
-            if (!(tag = opt_value("stats", argc, argv, &i)))
+            if (!(tag = cli_opt_value("stats", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--format")) {
-            if (!(fmt_s = opt_value("stats", argc, argv, &i)))
+            if (!(fmt_s = cli_opt_value("stats", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--routes")) {
             p.want_routes = 1;
@@ -74,12 +74,12 @@ int tui_cmd_stats(int argc, char **argv)
             p.want_pairs = 1;
         } else if (!strcmp(a, "--min-occ")) {
             long long x;
-            if (!(v = opt_value("stats", argc, argv, &i)) || (x = pos_int("--min-occ", v, 1 << 30)) < 0)
+            if (!(v = cli_opt_value("stats", argc, argv, &i)) || (x = pos_int("--min-occ", v, 1 << 30)) < 0)
                 return 2;
             p.min_occ = (int)x;
         } else if (!strcmp(a, "--top-tokens")) {
             long long x;
-            if (!(v = opt_value("stats", argc, argv, &i)) || (x = pos_int("--top-tokens", v, 1000)) < 0)
+            if (!(v = cli_opt_value("stats", argc, argv, &i)) || (x = pos_int("--top-tokens", v, 1000)) < 0)
                 return 2;
             p.n_top_tok = (int)x;
         } else {

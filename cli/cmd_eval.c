@@ -1,15 +1,15 @@
 /*
-** tui/cmd_eval.c — behaviour under intervention:
+** cli/cmd_eval.c — behaviour under intervention:
 **   moescope eval -m MODEL --tsv FILE [interventions]   exact-match accuracy
 **   moescope ppl  -m MODEL -f TEXTS  [interventions]    perplexity
 ** Both may record their runs in the database (--db/--tag, like run) so the
 ** statistics and the app can show them; by default they record nothing
 ** (--db FILE turns it on).
 */
-#include "tui/cmds.h"
-#include "tui/common.h"
-#include "tui/opts.h"
-#include "tui/record.h"
+#include "cli/cmds.h"
+#include "cli/common.h"
+#include "cli/opts.h"
+#include "tui/tui.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -123,13 +123,13 @@ static void eval_usage(FILE *f)
                "  --tsv FILE          prompt<TAB>expected per line\n"
                "  -v                  list the misses\n"
                "  --db FILE --tag T   also record the runs (off by default)\n%s",
-            tui_genopts_help);
+            cli_genopts_help);
 }
 
-int tui_cmd_eval(int argc, char **argv)
+int cli_cmd_eval(int argc, char **argv)
 {
     GenOpts o;
-    tui_genopts_init(&o);
+    cli_genopts_init(&o);
     o.gs.sample.greedy = 1;
     o.gs.n_predict = 16;
     o.gs.stop_at_newline = 1;
@@ -140,7 +140,7 @@ int tui_cmd_eval(int argc, char **argv)
     int verbose = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int r = tui_genrec_parse("eval", &o, &ro, argc, argv, &i);
+        int r = cli_genrec_parse("eval", &o, &ro, argc, argv, &i);
         if (r < 0)
             return 2;
         if (r > 0)
@@ -149,7 +149,7 @@ int tui_cmd_eval(int argc, char **argv)
             eval_usage(stdout);
             return 0;
         } else if (!strcmp(a, "--tsv")) {
-            if (!(tsv = opt_value("eval", argc, argv, &i)))
+            if (!(tsv = cli_opt_value("eval", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "-v")) {
             verbose = 1;
@@ -173,7 +173,7 @@ int tui_cmd_eval(int argc, char **argv)
     EngModel *m;
     EngCtx *c;
     Recorder *rec;
-    int status = tui_gen_open("eval", &o, &ro, &m, &c, &rec);
+    int status = cli_gen_open("eval", &o, &ro, &m, &c, &rec);
     if (status)
         goto out;
     status = 1;
@@ -183,7 +183,7 @@ int tui_cmd_eval(int argc, char **argv)
         size_t len = 0;
         GenStats st;
         GenHooks h;
-        char *fed = tui_prepare_prompt("eval", &o, m, P[i]);
+        char *fed = cli_prepare_prompt("eval", &o, m, P[i]);
         if (!fed)
             goto out;
         if (rec_begin_fmt(rec, P[i], fed, &o.gs, &h) < 0) {
@@ -207,9 +207,9 @@ int tui_cmd_eval(int argc, char **argv)
         done++;
         if (verbose && !ok) {
             printf("miss %d: ", i + 1);
-            opt_print_escaped(stdout, P[i], strlen(P[i]));
+            cli_opt_print_escaped(stdout, P[i], strlen(P[i]));
             printf(" -> '");
-            opt_print_escaped(stdout, got, strlen(got));
+            cli_opt_print_escaped(stdout, got, strlen(got));
             printf("' (expected '%s')\n", A[i]);
         }
         free(text);
@@ -219,10 +219,10 @@ int tui_cmd_eval(int argc, char **argv)
     /* the contract: the first line is exactly this */
     printf("accuracy: %.1f %% (%d/%d)\n", 100.0 * hits / done, hits, done);
     printf("95%% interval: [%.1f %%, %.1f %%] (Wilson)\n", 100 * lo, 100 * hi);
-    tui_print_ivs(stdout, &o.gs);
+    cli_print_ivs(stdout, &o.gs);
     status = 0;
 out:
-    status = tui_gen_close(status, m, c, rec);
+    status = cli_gen_close(status, m, c, rec);
     gen_free_prompts(P, n > 0 ? n : 0);
     gen_free_prompts(A, n > 0 ? n : 0);
     return status;
@@ -246,20 +246,20 @@ static void ppl_usage(FILE *f)
                "  turn of a one-turn chat and the whole formatted text is scored.\n\n"
                "  -f FILE             the texts\n"
                "  --db FILE --tag T   also record the runs (off by default)\n%s",
-            tui_genopts_help);
+            cli_genopts_help);
 }
 
-int tui_cmd_ppl(int argc, char **argv)
+int cli_cmd_ppl(int argc, char **argv)
 {
     GenOpts o;
-    tui_genopts_init(&o);
+    cli_genopts_init(&o);
     RecOpts ro;
     rec_opts_init(&ro);
     ro.no_db = 1;
     const char *file = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int r = tui_genrec_parse("ppl", &o, &ro, argc, argv, &i);
+        int r = cli_genrec_parse("ppl", &o, &ro, argc, argv, &i);
         if (r < 0)
             return 2;
         if (r > 0)
@@ -268,7 +268,7 @@ int tui_cmd_ppl(int argc, char **argv)
             ppl_usage(stdout);
             return 0;
         } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
-            if (!(file = opt_value("ppl", argc, argv, &i)))
+            if (!(file = cli_opt_value("ppl", argc, argv, &i)))
                 return 2;
         } else {
             fprintf(stderr, "moescope ppl: unknown argument '%s' (see moescope ppl --help)\n", a);
@@ -294,7 +294,7 @@ int tui_cmd_ppl(int argc, char **argv)
     int32_t *toks = NULL;
     double *text_nll = NULL;
     long *text_cnt = NULL;
-    status = tui_gen_open("ppl", &o, &ro, &m, &c, &rec);
+    status = cli_gen_open("ppl", &o, &ro, &m, &c, &rec);
     if (status)
         goto out;
     status = 1;
@@ -318,7 +318,7 @@ int tui_cmd_ppl(int argc, char **argv)
     for (int ti = 0; ti < n; ti++) {
         /* with --chat each text is the user's turn of a one-turn chat and
         ** every token of the formatted conversation is scored */
-        char *fed = tui_prepare_prompt("ppl", &o, m, T[ti]);
+        char *fed = cli_prepare_prompt("ppl", &o, m, T[ti]);
         if (!fed)
             goto out;
         size_t len = strlen(fed);
@@ -396,14 +396,14 @@ int tui_cmd_ppl(int argc, char **argv)
     else
         printf("95%% interval: n/a (one text, %ld tokens: the interval needs two or more texts)\n",
                cnt);
-    tui_print_ivs(stdout, &o.gs);
+    cli_print_ivs(stdout, &o.gs);
     status = 0;
 out:
     free(lg);
     free(toks);
     free(text_nll);
     free(text_cnt);
-    status = tui_gen_close(status, m, c, rec);
+    status = cli_gen_close(status, m, c, rec);
     gen_free_prompts(T, n > 0 ? n : 0);
     return status;
 }

@@ -1,12 +1,12 @@
 /*
-** tui/cmd_contrast.c — `moescope contrast`: which experts are activated
+** cli/cmd_contrast.c — `moescope contrast`: which experts are activated
 ** more (or less) by the runs of tag A than by those of tag B: risk
 ** difference, log odds ratio, confidence intervals, a permutation test over
 ** whole runs and Benjamini–Hochberg q-values; --emit-interventions turns the
 ** top experts into a --disable (or --force) list for run, eval or ppl.
 */
-#include "tui/cmds.h"
-#include "tui/opts.h"
+#include "cli/cmds.h"
+#include "cli/opts.h"
 #include "analysis/an.h"
 #include "db/db.h"
 
@@ -46,7 +46,7 @@ static long long nonneg(const char *opt, const char *v, long long max)
     return x;
 }
 
-int tui_cmd_contrast(int argc, char **argv)
+int cli_cmd_contrast(int argc, char **argv)
 {
     const char *db_path = "moescope.db", *tag_a = NULL, *tag_b = NULL, *fmt_s = "table";
     long long top = 20;
@@ -59,28 +59,28 @@ int tui_cmd_contrast(int argc, char **argv)
             usage(stdout);
             return 0;
         } else if (!strcmp(a, "--db")) {
-            if (!(db_path = opt_value("contrast", argc, argv, &i)))
+            if (!(db_path = cli_opt_value("contrast", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--a")) {
-            if (!(tag_a = opt_value("contrast", argc, argv, &i)))
+            if (!(tag_a = cli_opt_value("contrast", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--b")) {
-            if (!(tag_b = opt_value("contrast", argc, argv, &i)))
+            if (!(tag_b = cli_opt_value("contrast", argc, argv, &i)))
                 return 2;
         } else if (!strcmp(a, "--top")) {
-            if (!(v = opt_value("contrast", argc, argv, &i)) || (top = nonneg("--top", v, 1 << 30)) < 0)
+            if (!(v = cli_opt_value("contrast", argc, argv, &i)) || (top = nonneg("--top", v, 1 << 30)) < 0)
                 return 2;
         } else if (!strcmp(a, "--min-count")) {
-            if (!(v = opt_value("contrast", argc, argv, &i)) || (x = nonneg("--min-count", v, INT64_MAX)) < 0)
+            if (!(v = cli_opt_value("contrast", argc, argv, &i)) || (x = nonneg("--min-count", v, INT64_MAX)) < 0)
                 return 2;
             p.min_count = x;
         } else if (!strcmp(a, "--perm")) {
-            if (!(v = opt_value("contrast", argc, argv, &i)) || (x = nonneg("--perm", v, 100000000)) < 0)
+            if (!(v = cli_opt_value("contrast", argc, argv, &i)) || (x = nonneg("--perm", v, 100000000)) < 0)
                 return 2;
             p.n_perm = (int)x;
         } else if (!strcmp(a, "--seed")) {
             char *end = NULL;
-            if (!(v = opt_value("contrast", argc, argv, &i)))
+            if (!(v = cli_opt_value("contrast", argc, argv, &i)))
                 return 2;
             errno = 0;
             unsigned long long sd = strtoull(v, &end, 10);
@@ -90,7 +90,7 @@ int tui_cmd_contrast(int argc, char **argv)
             }
             p.seed = sd;
         } else if (!strcmp(a, "--split")) {
-            if (!(v = opt_value("contrast", argc, argv, &i)))
+            if (!(v = cli_opt_value("contrast", argc, argv, &i)))
                 return 2;
             p.split = -1;
             for (int s = 0; s < AN_NSPLIT; s++)
@@ -105,7 +105,7 @@ int tui_cmd_contrast(int argc, char **argv)
         } else if (!strcmp(a, "--force")) {
             force = 1;
         } else if (!strcmp(a, "--format")) {
-            if (!(fmt_s = opt_value("contrast", argc, argv, &i)))
+            if (!(fmt_s = cli_opt_value("contrast", argc, argv, &i)))
                 return 2;
         } else {
             fprintf(stderr, "moescope contrast: unknown argument '%s'\n", a);

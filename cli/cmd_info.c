@@ -1,13 +1,13 @@
 /*
-** tui/cmd_info.c — `moescope info MODEL`: what a GGUF file holds.
+** cli/cmd_info.c — `moescope info MODEL`: what a GGUF file holds.
 */
-#include "tui/cmds.h"
-#include "tui/common.h"
+#include "cli/cmds.h"
+#include "cli/common.h"
 
 #include <stdio.h>
 #include <string.h>
 
-int tui_cmd_info(int argc, char **argv)
+int cli_cmd_info(int argc, char **argv)
 {
     const char *path = NULL;
     int verbose = 0;
@@ -36,8 +36,8 @@ int tui_cmd_info(int argc, char **argv)
         }
     }
     if (!path)
-        path = tui_default_model();
-    EngModel *m = tui_open_model("info", path);
+        path = cli_default_model();
+    EngModel *m = cli_open_model("info", path);
     if (!m)
         return 1;
     eng_model_describe(m, stdout, verbose);

@@ -1,10 +1,10 @@
 /*
-** tui/cmd_diff.c — `moescope diff RUN_A RUN_B`: where two runs' texts
+** cli/cmd_diff.c — `moescope diff RUN_A RUN_B`: where two runs' texts
 ** diverge, how often each layer chose a different expert set over their
 ** common prefix, the load delta and the change of the chosen tokens'
 ** logprobs.
 */
-#include "tui/cmds.h"
+#include "cli/cmds.h"
 #include "analysis/an.h"
 #include "db/db.h"
 
@@ -22,7 +22,7 @@ static void usage(FILE *f)
         "  layer; all, prompt, generated), load delta A − B, logprob change B − A\n");
 }
 
-int tui_cmd_diff(int argc, char **argv)
+int cli_cmd_diff(int argc, char **argv)
 {
     const char *db_path = "moescope.db", *fmt_s = "table";
     long long ids[2];
