@@ -1110,12 +1110,12 @@ static void test_import_count_trace_stats_contrast_say_token_views_unavailable(v
     snprintf(db2, sizeof db2, "%s/b.db", t->dir);
     write_dsv3_counts(cnt, 11, 1, NULL);
     write_dsv3_trace(tok, 12, 0);
-    assert_int_equal(run_cmd_err(out, errp, tui_cmd_import, "import", cnt, "--db", t->path,
+    assert_int_equal(run_cmd_err(out, errp, cli_cmd_import, "import", cnt, "--db", t->path,
                                  "--tag", "dsc", "--quiet", NULL), 0);
     if (!file_has(out, "imported 2 count-only runs") || !file_has(out, "of 58 tokens") ||
         !file_has(out, "token views not available"))
         fail_msg("import summary of a count trace: see %s", out);
-    assert_int_equal(run_cmd_to(out, tui_cmd_import, "import", tok, "--db", t->path, "--tag",
+    assert_int_equal(run_cmd_to(out, cli_cmd_import, "import", tok, "--db", t->path, "--tag",
                                 "dsb", "--quiet", NULL), 0);
 
     DbErr err = { 0 };
@@ -1135,7 +1135,7 @@ static void test_import_count_trace_stats_contrast_say_token_views_unavailable(v
     /* stats: the load over all positions counts the 58 tokens in every
     ** MoE layer, exactly as the token trace of the same routes does; the
     ** prompt/gen splits say why they are missing */
-    assert_int_equal(run_cmd_to(out, tui_cmd_stats, "stats", "--db", t->path, "--tag", "dsc",
+    assert_int_equal(run_cmd_to(out, cli_cmd_stats, "stats", "--db", t->path, "--tag", "dsc",
                                 "--format", "json", NULL), 0);
     json_t *j = load_json(out);
     json_t *sp = json_object_get(j, "splits");
@@ -1150,24 +1150,24 @@ static void test_import_count_trace_stats_contrast_say_token_views_unavailable(v
     assert_true(json_is_false(json_object_get(json_object_get(sp, "gen"), "available")));
     assert_non_null(strstr(json_string_value(json_object_get(j, "title")), "count-only"));
     json_decref(j);
-    assert_int_equal(run_cmd_to(out, tui_cmd_stats, "stats", "--db", t->path, "--tag", "dsc",
+    assert_int_equal(run_cmd_to(out, cli_cmd_stats, "stats", "--db", t->path, "--tag", "dsc",
                                 NULL), 0);
     assert_true(file_has(out, "== prompt positions: not available"));
-    assert_int_equal(run_cmd_to(out, tui_cmd_stats, "stats", "--db", t->path, "--tag", "dsc",
+    assert_int_equal(run_cmd_to(out, cli_cmd_stats, "stats", "--db", t->path, "--tag", "dsc",
                                 "--format", "csv", NULL), 0);
     assert_true(file_has(out, "unavailable,gen,,,,reason,"));
     /* views that need tokens refuse, naming the run and why */
-    assert_int_equal(run_cmd_err(out, errp, tui_cmd_stats, "stats", "--db", t->path, "--tag",
+    assert_int_equal(run_cmd_err(out, errp, cli_cmd_stats, "stats", "--db", t->path, "--tag",
                                  "dsc", "--routes", NULL), 1);
     if (!file_has(errp, "run 1 is count-only") || !file_has(errp, "token views not available"))
         fail_msg("stats --routes on count-only runs: see %s", errp);
-    assert_int_equal(run_cmd_err(out, errp, tui_cmd_diff, "diff", "--db", t->path, "1", "3",
+    assert_int_equal(run_cmd_err(out, errp, cli_cmd_diff, "diff", "--db", t->path, "1", "3",
                                  NULL), 1);
     assert_true(file_has(errp, "token views not available"));
 
     /* contrast over all positions uses the counted tokens; a split needs
     ** tokens */
-    assert_int_equal(run_cmd_to(out, tui_cmd_contrast, "contrast", "--db", t->path, "--a", "dsc",
+    assert_int_equal(run_cmd_to(out, cli_cmd_contrast, "contrast", "--db", t->path, "--a", "dsc",
                                 "--b", "dsb", "--perm", "20", "--top", "3", "--format", "json",
                                 NULL), 0);
     j = load_json(out);
@@ -1179,7 +1179,7 @@ static void test_import_count_trace_stats_contrast_say_token_views_unavailable(v
     assert_int_equal(json_integer_value(json_object_get(r0, "count_b")), 0);
     assert_int_equal(json_integer_value(json_object_get(r0, "n_b")), routed);
     json_decref(j);
-    assert_int_equal(run_cmd_err(out, errp, tui_cmd_contrast, "contrast", "--db", t->path,
+    assert_int_equal(run_cmd_err(out, errp, cli_cmd_contrast, "contrast", "--db", t->path,
                                  "--a", "dsc", "--b", "dsb", "--split", "prompt", NULL), 1);
     if (!file_has(errp, "--split prompt (tag 'dsc')") ||
         !file_has(errp, "token views not available; use --split all"))
@@ -1187,12 +1187,12 @@ static void test_import_count_trace_stats_contrast_say_token_views_unavailable(v
 
     /* exported, the count runs are a count trace; imported again, the same
     ** load and n_counted; a selection mixing both kinds is refused */
-    assert_int_equal(run_cmd_to(out, tui_cmd_export, "export", "--db", t->path, "--tag", "dsc",
+    assert_int_equal(run_cmd_to(out, cli_cmd_export, "export", "--db", t->path, "--tag", "dsc",
                                 "--format", "moetrace", "-o", back, NULL), 0);
-    assert_int_equal(run_cmd_err(out, errp, tui_cmd_export, "export", "--db", t->path, "--all",
+    assert_int_equal(run_cmd_err(out, errp, cli_cmd_export, "export", "--db", t->path, "--all",
                                  "--format", "moetrace", "-o", db2, NULL), 1);
     assert_true(file_has(errp, "count-only"));
-    assert_int_equal(run_cmd_to(out, tui_cmd_import, "import", back, "--db", db2, "--tag",
+    assert_int_equal(run_cmd_to(out, cli_cmd_import, "import", back, "--db", db2, "--tag",
                                 "again", "--quiet", NULL), 0);
     Db *a = db_open(t->path, DB_OPEN_READONLY, &err), *b = db_open(db2, DB_OPEN_READONLY, &err);
     assert_non_null(a);
