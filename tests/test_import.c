@@ -18,6 +18,10 @@
 #include "db/db.h"
 #include "db/db_int.h"
 #include "cli/cmds.h"
+#include "tui/app.h"
+
+#include <curses.h>
+#include <locale.h>
 
 #include <fcntl.h>
 #include <jansson.h>
@@ -1285,6 +1289,76 @@ static void test_count_trace_malformed_refused(void **state)
     assert_int_not_equal(stat(t->path, &sb), 0);
 }
 
+
+/* The app's heatmap on a count-only run: the counts over all positions,
+** the title and the status line say that the prompt/gen split and the token
+** views are not there, the prompt part is empty instead of wrong. */
+static void test_app_heatmap_count_only_run_says_so(void **state)
+{
+    Tmp *t = *state;
+    char cnt[128], out[160];
+    snprintf(cnt, sizeof cnt, "%s/cnt", t->dir);
+    snprintf(out, sizeof out, "%s/out", t->dir);
+    write_dsv3_counts(cnt, 11, 1, NULL);
+    assert_int_equal(run_cmd_to(out, cli_cmd_import, "import", cnt, "--db", t->path, "--tag",
+                                "dsc", "--quiet", NULL), 0);
+    setlocale(LC_ALL, "C.UTF-8");
+    FILE *so = fopen("/dev/null", "w"), *si = fopen("/dev/null", "r");
+    SCREEN *scr = newterm("xterm-256color", so, si);
+    assert_non_null(scr);
+    set_term(scr);
+    TuiSource src;
+    char err[512];
+    assert_int_equal(tui_db_source_open(&src, t->path, 0, err, sizeof err), 0);
+    TuiApp *a = calloc(1, sizeof *a);
+    assert_non_null(a);
+    assert_int_equal(tui_app_init(a, &src, NULL, "test"), 0);
+    resizeterm(40, 160);
+    tui_app_resize(a, 160, 40);
+    assert_int_equal(a->runs.n, 2);
+    assert_int_equal(tui_app_open_run(a, 0), 0);
+    tui_app_show(a, TUI_V_HEAT);
+    assert_int_equal(a->agg.n_counted, DS_T - 1);
+    assert_int_equal(a->agg.n_tok, DS_T - 1);
+    if (!strstr(a->msg, "count-only runs") || !strstr(a->msg, "token views not available"))
+        fail_msg("message after opening: '%s'", a->msg);
+    /* layer 40, planted expert 7: every counted token */
+    a->sel_layer = DS_LAYER;
+    a->sel_expert = DS_EXPERT;
+    size_t i = (size_t)DS_LAYER * (size_t)a->grid.n_expert + DS_EXPERT;
+    assert_true(fabsf(a->grid.v[i] - 1.0f) < 1e-6f);
+    char cell[512];
+    tui_status_cell(a, cell, sizeof cell);
+    if (!strstr(cell, "routed 29/29 tokens") || !strstr(cell, "prompt/gen not available"))
+        fail_msg("status cell: '%s'", cell);
+    char row[512];
+    int found = 0;
+    a->views[a->cur].dirty = 1;
+    tui_app_draw(a);
+    for (int y = 0; y < a->h && !found; y++) {
+        mvinnstr(y, 0, row, sizeof row - 1);
+        found = strstr(row, "incl. count-only runs (no token views)") != NULL;
+    }
+    assert_true(found);
+    tui_app_key(a, 'p');                        /* prompt part */
+    assert_int_equal(a->hm_part, TUI_HM_PROMPT);
+    assert_true(a->grid.v[i] == 0.0f);
+    a->views[a->cur].dirty = 1;
+    tui_app_draw(a);
+    found = 0;
+    for (int y = 0; y < a->h && !found; y++) {
+        mvinnstr(y, 0, row, sizeof row - 1);
+        found = strstr(row, "not available: count-only runs") != NULL;
+    }
+    assert_true(found);
+    tui_app_done(a);
+    free(a);
+    endwin();
+    delscreen(scr);
+    fclose(so);
+    fclose(si);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1308,6 +1382,8 @@ int main(void)
             test_import_count_trace_stats_contrast_say_token_views_unavailable, tmp_setup,
             tmp_teardown),
         cmocka_unit_test_setup_teardown(test_count_trace_malformed_refused, tmp_setup,
+                                        tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_app_heatmap_count_only_run_says_so, tmp_setup,
                                         tmp_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

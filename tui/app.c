@@ -200,6 +200,10 @@ int tui_app_open_run(TuiApp *a, int idx)
     memset(&a->geom, 0, sizeof a->geom);
     tui_layout_compute(a->w, a->h, agg.n_layer, &a->lay);
     tui_app_regrid(a);
+    if (agg.n_counted)
+        tui_app_msg(a, "%d of the %d tokens are per-layer counts imported without tokens "
+                    "(count-only runs): heatmap over all positions only; token views not "
+                    "available", agg.n_counted, agg.n_tok);
     return 0;
 }
 

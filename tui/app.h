@@ -160,6 +160,8 @@ typedef struct {
 typedef struct {
     int n_layer, n_expert, k;
     int n_tok, n_prompt;    /* positions summed over the set */
+    int n_counted;          /* of n_tok: tokens of count-only imported runs
+                               (counts without tokens: no prompt/gen split) */
     float *cnt, *cnt_p;     /* tokens routed (all positions, prompt only) */
     float *wt, *wt_p;       /* weight mass (all, prompt only) */
 } TuiAgg;

@@ -101,8 +101,9 @@ static int agg_add_load(TuiAgg *a, const DbLoad *l, int sign)
         a->cnt_p[i] += (float)sign * (float)l->count_prompt[i];
         a->wt_p[i] += (float)sign * (float)l->weight_prompt[i];
     }
-    a->n_tok += sign * (int)(l->n_prompt + l->n_gen);
+    a->n_tok += sign * (int)(l->n_prompt + l->n_gen + l->n_counted);
     a->n_prompt += sign * (int)l->n_prompt;
+    a->n_counted += sign * (int)l->n_counted;
     return 0;
 }
 

@@ -222,9 +222,12 @@ void tui_draw_heatmap(TuiApp *a, TuiRect r, int focus)
     char title[200];
     const char *what = a->hm_value == TUI_HM_SHARE ? "share of tokens routed" : "weight mass per token";
     const char *part = a->hm_part == TUI_HM_ALL ? "[all]" : a->hm_part == TUI_HM_PROMPT ? "[prompt]" : "[gen]";
-    snprintf(title, sizeof title, "Heatmap: %s %s%s%s%s", what, part,
+    snprintf(title, sizeof title, "Heatmap: %s %s%s%s%s%s", what, part,
              a->hm_delta ? "  delta vs " : "", a->hm_delta ? a->other_label : "",
-             a->condense ? "  condensed" : "");
+             a->condense ? "  condensed" : "",
+             !a->agg.n_counted ? "" : a->hm_part == TUI_HM_ALL
+                 ? "  incl. count-only runs (no token views)"
+                 : "  not available: count-only runs have no prompt/gen split");
     tui_draw_box(a, r, title, focus);
     if (!a->grid.v || r.w < 4 || r.h < 3)
         return;
@@ -318,7 +321,13 @@ void tui_status_cell(TuiApp *a, char *buf, size_t cap)
     const char *dot = a->term.utf8 ? " · " : " | ";
     int n_gen = g->n_tok - g->n_prompt;
     float cg = g->cnt[i] - g->cnt_p[i];
-    int o = snprintf(buf, cap, "L%d:E%d routed %.0f/%d tokens (%.1f %%)%sweight %.2f%sprompt %.0f/%d%sgen %.0f/%d",
+    int o = g->n_counted
+                ? snprintf(buf, cap, "L%d:E%d routed %.0f/%d tokens (%.1f %%)%sweight %.2f%s"
+                           "%d tokens from count-only runs: prompt/gen not available",
+                           a->sel_layer, a->sel_expert, (double)g->cnt[i], g->n_tok,
+                           g->n_tok ? 100.0 * (double)g->cnt[i] / g->n_tok : 0.0, dot,
+                           (double)g->wt[i], dot, g->n_counted)
+                : snprintf(buf, cap, "L%d:E%d routed %.0f/%d tokens (%.1f %%)%sweight %.2f%sprompt %.0f/%d%sgen %.0f/%d",
                      a->sel_layer, a->sel_expert, (double)g->cnt[i], g->n_tok,
                      g->n_tok ? 100.0 * (double)g->cnt[i] / g->n_tok : 0.0, dot,
                      (double)g->wt[i], dot, (double)g->cnt_p[i], g->n_prompt, dot, (double)cg, n_gen);

@@ -92,7 +92,7 @@ static float agg_val(const TuiAgg *a, size_t i, TuiHmValue v, TuiHmPart p)
     const float *all = v == TUI_HM_SHARE ? a->cnt : a->wt;
     const float *pr = v == TUI_HM_SHARE ? a->cnt_p : a->wt_p;
     int n = p == TUI_HM_ALL ? a->n_tok : p == TUI_HM_PROMPT ? a->n_prompt : a->n_tok - a->n_prompt;
-    if (n <= 0)
+    if (n <= 0 || (p != TUI_HM_ALL && a->n_counted > 0))   /* split unknown */
         return 0.0f;
     float x = p == TUI_HM_ALL ? all[i] : p == TUI_HM_PROMPT ? pr[i] : all[i] - pr[i];
     return x / (float)n;
