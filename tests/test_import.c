@@ -1353,6 +1353,7 @@ static void test_app_heatmap_count_only_run_says_so(void **state)
     assert_true(found);
     tui_app_done(a);
     free(a);
+    src.close(src.self);
     endwin();
     delscreen(scr);
     fclose(so);
