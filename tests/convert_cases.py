@@ -336,6 +336,13 @@ def sglang_dump_other_modes_refused():
             "--static-expert-location")
     convert_ok(["sglang-dump", p, "--config", cfgp("small"), "-o", path("eplb_ok"),
                 "--static-expert-location"])
+    # a request retracted under memory pressure and prefilled again with the
+    # token it had generated (B keeps decoding, so A's absence closes it)
+    p, _ = small_dump("retract.pt", [([1, 2], [0, 1], [2], 1), ([9, 8, 7], [0, 1, 2], [3], 1),
+                                     ([3, 6], [2, 3], None, 2), ([5], [4], None, 2),
+                                     ([1, 2, 3], [0, 1, 2], [3], 1)])
+    refused(["sglang-dump", p, "--config", cfgp("small"), "-o", path("retract"),
+             "--no-prefix-cache"], "retracted request")
     # DP attention without DeepEP: rank 1's recorder holds rank 0's rows
     a = Recorder(SM_L, SM_MOE, SM_E, SM_K, SM_E, 0)
     b = Recorder(SM_L, SM_MOE, SM_E, SM_K, SM_E, 1)
@@ -343,8 +350,8 @@ def sglang_dump_other_modes_refused():
     b.forward([7, 8, 9], [0, 1, 2], [3], 1, lg)
     refused(["sglang-dump", a.dump(path("dp0.pt")), b.dump(path("dp1.pt")), "--config",
              cfgp("small"), "-o", path("dp")], "DP attention")
-    print("sglang per_token dump: MIXED / speculative passes, a changed EPLB map and DP-"
-          "attention copies refused")
+    print("sglang per_token dump: MIXED / speculative passes, a changed EPLB map, a retracted "
+          "request run again and DP-attention copies refused")
 
 
 @case

@@ -910,14 +910,17 @@ def rebuild_rank(records, meta, p2l, where, no_prefix_cache):
                 if q["state"] == "decode" and id(q) not in used:
                     q["state"] = "closed"
     # a retracted request is prefilled again with its generated tokens
-    for i, q in enumerate(seqs):
-        for r in seqs[:i]:
+    earlier = {}
+    for q in seqs:
+        key = tuple(q["tokens"][:2])
+        for r in earlier.get(key, ()):
             n = len(r["tokens"])
             if n > r["prompt"] and q["prompt"] >= n and q["tokens"][:n] == r["tokens"]:
                 raise ConvertError("%s: a prefill repeats an earlier sequence with its %d "
                                    "generated tokens: a retracted request (memory pressure) "
                                    "was run again; record with fewer concurrent requests or "
                                    "use return_routed_experts" % (where, n - r["prompt"]))
+        earlier.setdefault(key, []).append(q)
     return seqs
 
 
